@@ -1,0 +1,57 @@
+"""The model files the pack reads: name, model folder, purpose and where to get each one.
+
+README's model table and every "file not found" message are written from this one list.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    name: str
+    folder: str  # ComfyUI model-folder key (also the extra_model_paths.yaml key)
+    purpose: str
+    url: str
+    size_mb: float
+    sha256: str = ""
+
+
+HED = ModelFile(
+    name="ControlNetHED.pth",
+    folder="annotators",
+    purpose="HED edge network for StyleShot Contour and HED Soft Edges",
+    url="https://huggingface.co/lllyasviel/Annotators/resolve/main/ControlNetHED.pth",
+    size_mb=29.4,
+    sha256="5ca93762ffd68a29fee1af9d495bf6aab80ae86f08905fb35472a083a4c7a8fa",
+)
+LINEART_FINE = ModelFile(
+    name="sk_model.pth",
+    folder="annotators",
+    purpose="fine lineart generator for Lineart (StyleShot's default)",
+    url="https://huggingface.co/lllyasviel/Annotators/resolve/main/sk_model.pth",
+    size_mb=17.2,
+    sha256="c686ced2a666b4850b4bb6ccf0748031c3eda9f822de73a34b8979970d90f0c6",
+)
+LINEART_COARSE = ModelFile(
+    name="sk_model2.pth",
+    folder="annotators",
+    purpose="coarse lineart generator for Lineart (optional)",
+    url="https://huggingface.co/lllyasviel/Annotators/resolve/main/sk_model2.pth",
+    size_mb=17.2,
+    sha256="30a534781061f34e83bb9406b4335da4ff2616c95d22a585c1245aa8363e74e0",
+)
+
+ALL = (HED, LINEART_FINE, LINEART_COARSE)
+
+
+def missing_file_message(expected: ModelFile, chosen, searched) -> str:
+    """What to do when the file chosen for a slot is not in its model folder."""
+    what = f"'{chosen}' was not found" if chosen else "no file was chosen"
+    folders = "\n".join(f"  - {path}" for path in searched) or "  (no folder is registered)"
+    return (
+        f"{what} in the '{expected.folder}' model folder; this input needs {expected.name} "
+        f"({expected.purpose}).\n"
+        f"Folders searched:\n{folders}\n"
+        f"Download {expected.name} ({expected.size_mb} MB) from {expected.url} into one of them, "
+        f"or add a '{expected.folder}:' entry to extra_model_paths.yaml, then refresh the page (press R)."
+    )

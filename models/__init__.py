@@ -1,0 +1,1 @@
+"""Pure-torch networks and math for the style methods (StyleShot encoder, attention math, InST)."""

@@ -1,0 +1,10 @@
+"""ComfyUI node classes, one module per feature; this module merges their mappings."""
+
+from . import preprocessors
+
+FEATURES = (preprocessors,)
+
+NODE_CLASS_MAPPINGS = {key: cls for feature in FEATURES for key, cls in feature.NODE_CLASS_MAPPINGS.items()}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    key: name for feature in FEATURES for key, name in feature.NODE_DISPLAY_NAME_MAPPINGS.items()
+}

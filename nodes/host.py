@@ -1,0 +1,111 @@
+"""What the nodes need from ComfyUI: model folders, file choice, device and dtype, cached networks,
+progress. Node classes stay thin by calling these."""
+
+import os
+
+import comfy.model_management as mm
+import comfy.model_patcher
+import comfy.utils
+import folder_paths
+import torch
+
+from ..loaders.model_files import missing_file_message
+from ..preprocessors.run import map_images
+
+MODEL_FOLDERS = ("annotators", "styleshot", "inst")
+
+
+def register_model_folders() -> None:
+    """Add models/<key> for each pack folder, keeping paths extra_model_paths.yaml already added
+    (ComfyUI reads that file before packs load, creating the key with no extension filter)."""
+    for key in MODEL_FOLDERS:
+        default = os.path.join(folder_paths.models_dir, key)
+        paths = list(folder_paths.folder_names_and_paths.get(key, ([], set()))[0])
+        if default not in paths:
+            paths.append(default)
+        folder_paths.folder_names_and_paths[key] = (paths, folder_paths.supported_pt_extensions)
+
+
+def model_input(expected, tooltip):
+    """A combo over the model folder of `expected` (a loaders.model_files.ModelFile)."""
+    names = folder_paths.get_filename_list(expected.folder)
+    options = {"tooltip": f"{tooltip} Folder: models/{expected.folder}."}
+    if expected.name in names:
+        options["default"] = expected.name
+    return (names, options)
+
+
+def check_model_choice(expected, name):
+    """VALIDATE_INPUTS for a model combo: True, or the message that says where to put the file.
+
+    Only names listed in the folder are accepted, so a posted '../x' or absolute path never
+    reaches the file system.
+    """
+    if name is None or name in folder_paths.get_filename_list(expected.folder):
+        return True
+    return missing_file_message(expected, name, folder_paths.get_folder_paths(expected.folder))
+
+
+def model_path(expected, name) -> str:
+    message = check_model_choice(expected, name)
+    if message is not True:
+        raise FileNotFoundError(message)
+    return folder_paths.get_full_path_or_raise(expected.folder, name)
+
+
+def compute_dtype(device):
+    """fp16 where ComfyUI would run fp16 models on this device (not on CPU, not with --force-fp32)."""
+    return torch.float16 if mm.should_use_fp16(device, prioritize_performance=False) else torch.float32
+
+
+_networks = {}
+
+
+def load_network(expected, name, load):
+    """The network in file `name`, loaded once per file version and dtype, on ComfyUI's device.
+
+    `load(path)` builds the fp32 module; it is cast to the compute dtype and wrapped in a
+    ModelPatcher, so ComfyUI moves it to the device and offloads it when memory is needed.
+    """
+    path = model_path(expected, name)
+    stat = os.stat(path)
+    device = mm.get_torch_device()
+    dtype = compute_dtype(device)
+    file_id = (load.__qualname__, os.path.realpath(path))
+    key = (*file_id, stat.st_mtime_ns, stat.st_size, dtype)
+    patcher = _networks.get(key)
+    if patcher is None:
+        for stale in [k for k in _networks if k[:2] == file_id]:  # the file changed on disk
+            del _networks[stale]
+        module = load(path).to(dtype)
+        patcher = comfy.model_patcher.ModelPatcher(module, load_device=device, offload_device=mm.unet_offload_device())
+        _networks[key] = patcher
+    mm.load_models_gpu([patcher])
+    return patcher.model
+
+
+def progress(total):
+    """A callback for finished images: advances ComfyUI's progress bar and honours Cancel."""
+    bar = comfy.utils.ProgressBar(total)
+
+    def advance(done):
+        mm.throw_exception_if_processing_interrupted()
+        bar.update(done)
+
+    return advance
+
+
+def run_preprocessor(net, images, detect, resolution, binary):
+    """Run `detect` over an IMAGE batch with `net`'s device and dtype; returns an IMAGE on
+    ComfyUI's intermediate device."""
+    parameter = next(net.parameters())
+    return map_images(
+        images,
+        detect,
+        resolution=resolution,
+        binary=binary,
+        device=parameter.device,
+        dtype=parameter.dtype,
+        output_device=mm.intermediate_device(),
+        on_progress=progress(images.shape[0]),
+    )

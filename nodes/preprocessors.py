@@ -1,0 +1,133 @@
+"""De-stylisation preprocessors: StyleShot Contour, HED Soft Edges, Lineart (IMAGE -> IMAGE)."""
+
+from functools import partial
+
+from ..loaders.annotators import load_hed, load_lineart
+from ..loaders.model_files import HED, LINEART_FINE
+from ..preprocessors.hed import contour, soft_edges
+from ..preprocessors.lineart import lineart
+from . import host
+
+CATEGORY = "style_suite/preprocessors"
+
+RESOLUTION = (
+    "INT",
+    {
+        "default": 0,
+        "min": 0,
+        "max": 16384,
+        "step": 64,
+        "tooltip": "Detect resolution. 0 runs at the image's own size (StyleShot's command-line demo and "
+        "training data). Otherwise the short side is scaled to this and each side rounded to a multiple "
+        "of 64 (512 is StyleShot's web demo); the map is resized back to the input size. CPU time grows "
+        "with the square of the size.",
+    },
+)
+IMAGE_INPUT = ("IMAGE", {"tooltip": "Images to process (RGB, grey or RGBA; RGBA is composited on white)."})
+
+
+class StyleShotContour:
+    DESCRIPTION = (
+        "StyleShot's 'Contour' content map: HED edges without the safe step, kept where strictly above the "
+        "threshold, then dilated. White contours on black, same size as the input. It removes texture and "
+        "brush strokes so only the layout reaches StyleShot's content encoder (sparse control)."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE",)
+    OUTPUT_TOOLTIPS = ("Binary contour map (white on black), one per input image.",)
+    FUNCTION = "detect"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": IMAGE_INPUT,
+                "hed_model": host.model_input(HED, "HED network (ControlNetHED.pth)."),
+                "threshold": ("INT", {"default": 200, "min": 0, "max": 255, "tooltip": "Edge levels (0-255) strictly above this are kept. StyleShot uses 200; lower keeps more detail."}),
+                "dilate_size": ("INT", {"default": 3, "min": 1, "max": 15, "tooltip": "Side of the square dilation kernel, in pixels. StyleShot uses 3."}),
+                "dilate_iterations": ("INT", {"default": 1, "min": 0, "max": 10, "tooltip": "How many times to dilate (0 = no dilation). StyleShot uses 1."}),
+                "resolution": RESOLUTION,
+            }
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, hed_model):
+        return host.check_model_choice(HED, hed_model)
+
+    def detect(self, image, hed_model, threshold, dilate_size, dilate_iterations, resolution):
+        net = host.load_network(HED, hed_model, load_hed)
+        detect = partial(contour, net, threshold=threshold, dilate_size=dilate_size, dilate_iterations=dilate_iterations)
+        return (host.run_preprocessor(net, image, detect, resolution, binary=True),)
+
+
+class HEDSoftEdges:
+    DESCRIPTION = (
+        "HED soft edge map (ControlNet 1.1 SoftEdge_HED), white edges on black, same size as the input. "
+        "For soft-edge ControlNets; StyleShot's content encoder wants 'StyleShot Contour' instead."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE",)
+    OUTPUT_TOOLTIPS = ("Soft edge map (white on black), one per input image.",)
+    FUNCTION = "detect"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": IMAGE_INPUT,
+                "hed_model": host.model_input(HED, "HED network (ControlNetHED.pth)."),
+                "safe": ("BOOLEAN", {"default": False, "tooltip": "ControlNet's 'safe' step: quantise to 3 levels, hiding the faint copy of the photo that soft maps carry."}),
+                "resolution": RESOLUTION,
+            }
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, hed_model):
+        return host.check_model_choice(HED, hed_model)
+
+    def detect(self, image, hed_model, safe, resolution):
+        net = host.load_network(HED, hed_model, load_hed)
+        return (host.run_preprocessor(net, image, partial(soft_edges, net, safe=safe), resolution, binary=False),)
+
+
+class Lineart:
+    DESCRIPTION = (
+        "Line drawing from the informative-drawings generator, as StyleShot's 'Lineart' content map "
+        "(detailed control). By default black lines on white, which is what StyleShot feeds its lineart "
+        "model; switch 'invert' on for ControlNet lineart models (white lines on black)."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE",)
+    OUTPUT_TOOLTIPS = ("Line map, one per input image, same size as the input.",)
+    FUNCTION = "detect"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": IMAGE_INPUT,
+                "lineart_model": host.model_input(LINEART_FINE, "sk_model.pth draws fine lines (StyleShot's default); sk_model2.pth coarse ones."),
+                "invert": ("BOOLEAN", {"default": False, "label_on": "white lines on black", "label_off": "black lines on white (StyleShot)", "tooltip": "Off: StyleShot's polarity (the generator's raw output). On: ControlNet's polarity."}),
+                "resolution": RESOLUTION,
+            }
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, lineart_model):
+        return host.check_model_choice(LINEART_FINE, lineart_model)
+
+    def detect(self, image, lineart_model, invert, resolution):
+        net = host.load_network(LINEART_FINE, lineart_model, load_lineart)
+        return (host.run_preprocessor(net, image, partial(lineart, net, invert=invert), resolution, binary=False),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "StyleSuiteStyleShotContour": StyleShotContour,
+    "StyleSuiteHEDSoftEdges": HEDSoftEdges,
+    "StyleSuiteLineart": Lineart,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "StyleSuiteStyleShotContour": "StyleShot Contour",
+    "StyleSuiteHEDSoftEdges": "HED Soft Edges",
+    "StyleSuiteLineart": "Lineart",
+}

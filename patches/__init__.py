@@ -1,0 +1,1 @@
+"""MODEL patch objects (attention replacements, wrappers); these may import comfy."""

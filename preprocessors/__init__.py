@@ -1,0 +1,1 @@
+"""De-stylisation preprocessors (HED contour, lineart): networks and post-processing, plain torch."""

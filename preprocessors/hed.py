@@ -1,0 +1,103 @@
+"""The ControlNet 1.1 HED network (lllyasviel's Apache-2.0 re-implementation) and its edge maps.
+
+Keys and shapes match `ControlNetHED.pth` exactly, so the published file loads strictly.
+The network is RGB, takes values 0..255 (no /255, no ImageNet normalisation: the learned
+`norm` offset is the only normalisation) and returns five 1-channel logit maps.
+"""
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class DoubleConvBlock(nn.Module):
+    """Optional 2x2 max-pool, `n` 3x3 conv+ReLU, and a 1x1 side-output `projection`."""
+
+    def __init__(self, in_channels: int, out_channels: int, n_convs: int, downsample: bool):
+        super().__init__()
+        self.downsample = downsample
+        layers = [nn.Conv2d(in_channels, out_channels, 3, padding=1)]
+        layers += [nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in range(n_convs - 1)]
+        self.convs = nn.Sequential(*layers)
+        self.projection = nn.Conv2d(out_channels, 1, 1)
+
+    def forward(self, x):
+        if self.downsample:
+            x = F.max_pool2d(x, kernel_size=2, stride=2)
+        for conv in self.convs:
+            x = F.relu(conv(x))
+        return x, self.projection(x)
+
+
+class HEDNetwork(nn.Module):
+    """`ControlNetHED_Apache2`: five VGG-like stages, each with a side output. 14.7 M parameters."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        self.block1 = DoubleConvBlock(3, 64, 2, downsample=False)
+        self.block2 = DoubleConvBlock(64, 128, 2, downsample=True)
+        self.block3 = DoubleConvBlock(128, 256, 3, downsample=True)
+        self.block4 = DoubleConvBlock(256, 512, 3, downsample=True)
+        self.block5 = DoubleConvBlock(512, 512, 3, downsample=True)
+
+    def forward(self, x):
+        """x: [B, 3, H, W] RGB in 0..255 -> five logit maps [B, 1, H/2^i, W/2^i] (floored), i = 0..4."""
+        h = x - self.norm
+        projections = []
+        for block in (self.block1, self.block2, self.block3, self.block4, self.block5):
+            h, projection = block(h)
+            projections.append(projection)
+        return projections
+
+
+def soft_edge_levels(projections, safe: bool = False):
+    """The published HED post-processing: sigmoid(mean of the 5 side outputs upsampled to full size).
+
+    Returns uint8 [B, H, W] (floor(255 * edge), as the reference casts). It makes the reference's
+    own numpy/cv2 calls (float32 INTER_LINEAR resize, float32 mean, float64 sigmoid), because a
+    1e-6 difference in a logit moves pixels across the contour threshold.
+    """
+    maps = [p[:, 0].float().cpu().numpy() for p in projections]
+    batch, height, width = maps[0].shape
+    levels = np.empty((batch, height, width), np.uint8)
+    for b in range(batch):
+        edges = np.stack([cv2.resize(m[b], (width, height), interpolation=cv2.INTER_LINEAR) for m in maps], axis=2)
+        with np.errstate(over="ignore"):  # exp of a large logit overflows to inf: sigmoid is then 0
+            edge = 1 / (1 + np.exp(-np.mean(edges, axis=2).astype(np.float64)))
+        if safe:
+            edge = safe_step(edge)
+        levels[b] = (edge * 255.0).clip(0, 255).astype(np.uint8)
+    return levels
+
+
+def safe_step(edge, step: int = 2):
+    """ControlNet's quantisation that hides the faint copy of the photo in soft maps: 3 levels."""
+    return (edge.astype(np.float32) * float(step + 1)).astype(np.int32).astype(np.float32) / float(step)
+
+
+def contour_levels(levels, threshold: int = 200, dilate_size: int = 3, dilate_iterations: int = 1):
+    """StyleShot's "Contour" on uint8 levels [B, H, W]: levels strictly above `threshold` become 255,
+    the rest 0, then cv2.dilate with a dilate_size x dilate_size all-ones kernel.
+
+    As published (`[> t] = 255`, then `[< 255] = 0`), level 255 survives even at threshold 255.
+    """
+    binary = np.where((levels > threshold) | (levels == 255), 255, 0).astype(np.uint8)
+    kernel = np.ones((dilate_size, dilate_size), np.uint8)
+    return np.stack([cv2.dilate(b, kernel, iterations=dilate_iterations) for b in binary])
+
+
+def soft_edges(net, x, safe: bool = False):
+    """HED soft edges. x: [B, 3, H, W] RGB levels 0..255 -> [B, H, W] in 0..1, white on black."""
+    return torch.from_numpy(soft_edge_levels(net(x), safe)) / 255.0
+
+
+def contour(net, x, threshold: int = 200, dilate_size: int = 3, dilate_iterations: int = 1):
+    """StyleShot "Contour" (SOFT_HEDdetector): HED without the safe step, binarised, dilated.
+
+    x: [B, 3, H, W] RGB levels 0..255 -> [B, H, W] in {0, 1}, white contours on black.
+    """
+    levels = contour_levels(soft_edge_levels(net(x)), threshold, dilate_size, dilate_iterations)
+    return torch.from_numpy(levels) / 255.0
