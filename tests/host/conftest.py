@@ -1,0 +1,68 @@
+"""Host fixtures: the ComfyUI checkout named by COMFYUI_PATH, fixture model files, an in-process
+ComfyUI with the pack loaded, and a ComfyUI server running the pack."""
+
+import os
+from pathlib import Path
+
+import pytest
+from fixtures import annotators, images
+from fixtures.comfy_inprocess import import_comfyui, load_pack
+from fixtures.comfy_server import ComfyServer, write_extra_model_paths
+from PIL import Image
+
+INPUT_IMAGE = "example.png"  # the name the shipped workflows load (ComfyUI ships input/example.png)
+
+
+@pytest.fixture(scope="session")
+def comfyui_path():
+    path = os.environ.get("COMFYUI_PATH")
+    if not path:
+        pytest.skip("COMFYUI_PATH is not set: point it at a ComfyUI checkout to run the host tests (README, 'Tests')")
+    if not (Path(path) / "main.py").is_file():
+        pytest.fail(f"COMFYUI_PATH={path} has no main.py: it must be the root of a ComfyUI checkout")
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def model_root(tmp_path_factory):
+    """What extra_model_paths.yaml points at: annotators/ with the three annotator files."""
+    root = tmp_path_factory.mktemp("models")
+    (root / "annotators").mkdir()
+    annotators.write_hed(root / "annotators" / "ControlNetHED.pth")
+    annotators.write_lineart(root / "annotators" / "sk_model.pth", seed=1)
+    annotators.write_lineart(root / "annotators" / "sk_model2.pth", seed=2)
+    return root
+
+
+@pytest.fixture(scope="session")
+def input_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("input")
+    Image.fromarray(images.photo(72, 104, 11)).save(folder / INPUT_IMAGE)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def comfy(comfyui_path, model_root, input_dir, tmp_path_factory):
+    """ComfyUI's `nodes` module, in this process, on the CPU, with the pack loaded from a folder
+    whose name has dashes, after an extra_model_paths-style entry for `annotators`."""
+    try:
+        comfy_nodes = import_comfyui(comfyui_path)
+    except ImportError as error:
+        pytest.fail(f"ComfyUI does not import with this Python ({error}): run the host tests with ComfyUI's own environment")
+    import folder_paths
+
+    folder_paths.add_model_folder_path("annotators", str(model_root / "annotators"))  # as the yaml does
+    folder_paths.set_input_directory(str(input_dir))
+    pack = load_pack(comfy_nodes, tmp_path_factory.mktemp("custom_nodes"))
+    return comfy_nodes, pack
+
+
+@pytest.fixture(scope="session")
+def server(comfyui_path, model_root, input_dir, tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfy_base")
+    (base / "input").mkdir()
+    (base / "input" / INPUT_IMAGE).write_bytes((input_dir / INPUT_IMAGE).read_bytes())
+    extra = write_extra_model_paths(base / "extra_model_paths.yaml", model_root, ["annotators"])
+    comfy_server = ComfyServer(comfyui_path, base, extra)
+    yield comfy_server
+    comfy_server.stop()
