@@ -4,9 +4,17 @@ import torch
 
 from .image import resize_for_detection, resize_maps, to_rgb_uint8
 
-# Pixels per forward pass. HED and lineart peak near 800 bytes per pixel in fp32, so ~1 M pixels
-# (four 512x512 images) stays under 1 GB while still batching small images.
+# Pixels per forward pass on an accelerator. HED and lineart peak near 800 bytes per pixel in fp32,
+# so ~1 M pixels (four 512x512 images) stays under 1 GB while still batching small images.
 PIXELS_PER_CHUNK = 4 * 512 * 512
+
+
+def images_per_pass(device, height: int, width: int) -> int:
+    """How many images go through the network at once. On CPU one at a time is fastest (a batch of 4
+    at 512 px took 1.2-1.5x longer per image: bench/preprocessors.py), so batching is for GPUs."""
+    if torch.device(device).type == "cpu":
+        return 1
+    return max(1, PIXELS_PER_CHUNK // (height * width))
 
 
 def map_images(images, detect, *, resolution=0, binary=False, device="cpu", dtype=torch.float32,
@@ -25,9 +33,8 @@ def map_images(images, detect, *, resolution=0, binary=False, device="cpu", dtyp
     size = tuple(rgb.shape[1:3])
     if resolution:
         rgb = resize_for_detection(rgb, resolution)
-    per_chunk = max(1, PIXELS_PER_CHUNK // (rgb.shape[1] * rgb.shape[2]))
     maps = []
-    for chunk in torch.split(rgb, per_chunk):
+    for chunk in torch.split(rgb, images_per_pass(device, rgb.shape[1], rgb.shape[2])):
         x = chunk.to(device).permute(0, 3, 1, 2).to(dtype)
         with torch.inference_mode():
             result = detect(x).float()

@@ -68,16 +68,25 @@ def test_detect_resolutions_below_64_are_refused(resolution):
         map_images(torch.zeros(1, 8, 8, 3), lambda x: x[:, 0], resolution=resolution)
 
 
-def test_chunks_give_the_same_result_and_report_every_image(monkeypatch):
+def test_one_image_per_pass_on_cpu_and_up_to_a_pixel_budget_elsewhere():
+    assert run.images_per_pass("cpu", 64, 64) == 1
+    assert run.images_per_pass(torch.device("cuda", 0), 512, 512) == 4
+    assert run.images_per_pass("cuda", 64, 64) == run.PIXELS_PER_CHUNK // (64 * 64)
+    assert run.images_per_pass("cuda", 4096, 4096) == 1
+
+
+def test_passes_give_the_same_result_and_report_every_image(monkeypatch):
     batch = images.comfy_image(*[images.photo(20, 24, s) for s in range(5)])
     detect = lambda x: x.mean(dim=1) / 255.0  # noqa: E731  (a per-image detector stand-in)
-    whole = map_images(batch, detect)
-    monkeypatch.setattr(run, "PIXELS_PER_CHUNK", 2 * 20 * 24)
     done = []
-    chunked = map_images(batch, detect, on_progress=done.append)
+    single = map_images(batch, detect, on_progress=done.append)
+    assert done == [1] * 5
+    monkeypatch.setattr(run, "images_per_pass", lambda device, h, w: 2)
+    done.clear()
+    batched = map_images(batch, detect, on_progress=done.append)
     assert done == [2, 2, 1]
-    assert torch.equal(whole, chunked)
-    assert tuple(whole.shape) == (5, 20, 24, 3)
+    assert torch.equal(single, batched)
+    assert tuple(single.shape) == (5, 20, 24, 3)
 
 
 def test_the_input_image_is_not_modified():

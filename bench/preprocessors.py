@@ -1,0 +1,85 @@
+"""Preprocessor speed through the real nodes in an in-process ComfyUI (COMFYUI_PATH), on fixture
+weights of the published shapes: first run (file read + build + run) vs cached run, and a batch
+of 4 vs four single images, at each size. Prints the machine; ratios come from this one run.
+
+    COMFYUI_PATH=/path/to/ComfyUI python bench/preprocessors.py [--sizes 512 1024]
+"""
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fixtures import annotators, images  # noqa: E402
+from fixtures.comfy_inprocess import import_comfyui, load_pack  # noqa: E402
+
+NODES = [  # (label, node id, model file, fixed inputs after image and file)
+    ("contour", "StyleSuiteStyleShotContour", "ControlNetHED.pth", (200, 3, 1, 0)),
+    ("lineart", "StyleSuiteLineart", "sk_model.pth", (False, 0)),
+]
+
+
+def machine(mm):
+    device = mm.get_torch_device()
+    cpu = platform.processor() or platform.machine()
+    if Path("/proc/cpuinfo").exists():
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    import torch
+
+    gpu = f", {mm.get_torch_device_name(device)}" if device.type != "cpu" else ""
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), device {device}{gpu}"
+
+
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    args = parser.parse_args()
+    comfyui = os.environ.get("COMFYUI_PATH")
+    if not comfyui:
+        sys.exit("set COMFYUI_PATH to a ComfyUI checkout (the benchmark runs the nodes inside it)")
+
+    work = Path(tempfile.mkdtemp(prefix="style_suite_bench_"))
+    (work / "annotators").mkdir()
+    annotators.write_hed(work / "annotators" / "ControlNetHED.pth")
+    annotators.write_lineart(work / "annotators" / "sk_model.pth")
+    comfy_nodes = import_comfyui(Path(comfyui))
+    import comfy.model_management as mm
+    import folder_paths
+
+    folder_paths.add_model_folder_path("annotators", str(work / "annotators"))
+    pack = load_pack(comfy_nodes, work / "custom_nodes")
+    cache = pack.nodes.host._networks
+
+    print(f"machine: {machine(mm)}")
+    print(f"{'node':8} {'size':>5} {'first run s':>12} {'cached s':>9} {'first/cached':>13} "
+          f"{'batch4 s/img':>13} {'single s/img':>13} {'batch4/single':>14}")
+    for label, key, model, rest in NODES:
+        node = pack.NODE_CLASS_MAPPINGS[key]()
+        for size in args.sizes:
+            one = images.comfy_image(images.photo(size, size, 0))
+            four = images.comfy_image(*[images.photo(size, size, s) for s in range(4)])
+            cache.clear()
+            mm.soft_empty_cache()
+            first = timed(lambda: node.detect(one, model, *rest))
+            cached = timed(lambda: node.detect(one, model, *rest))
+            batch = timed(lambda: node.detect(four, model, *rest)) / 4
+            singles = sum(timed(lambda: node.detect(four[i:i + 1], model, *rest)) for i in range(4)) / 4
+            print(f"{label:8} {size:>5} {first:>12.3f} {cached:>9.3f} {first / cached:>13.2f} "
+                  f"{batch:>13.3f} {singles:>13.3f} {batch / singles:>14.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Pack-wide rules that ComfyUI relies on: relative imports only (ComfyUI puts comfy/ first on
+sys.path, so a bare `import utils` would be ComfyUI's), comfy imported only by nodes/ and patches/,
+and a plain library with no nodes when imported outside ComfyUI."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACK_DIRS = ("nodes", "loaders", "preprocessors", "models", "patches")
+OWN_TOP_LEVEL = set(PACK_DIRS)
+COMFY_MODULES = {"comfy", "folder_paths", "nodes", "node_helpers", "comfy_extras", "comfy_api", "server", "execution"}
+SOURCES = [ROOT / "__init__.py"] + sorted(p for d in PACK_DIRS for p in (ROOT / d).rglob("*.py"))
+
+
+def absolute_imports(path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            yield node.module.split(".")[0]
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_pack_modules_import_each_other_relatively_and_comfy_only_where_allowed(path):
+    imported = set(absolute_imports(path))
+    assert not imported & OWN_TOP_LEVEL, f"{path.name} imports the pack absolutely: {imported & OWN_TOP_LEVEL}"
+    if path.parent.name not in ("nodes", "patches"):
+        assert not imported & COMFY_MODULES, f"{path.name} imports ComfyUI outside nodes/ and patches/"
+
+
+def test_outside_comfyui_the_pack_imports_under_a_dashed_name_with_no_nodes():
+    # A fresh interpreter: this one may already hold ComfyUI when the host tests ran first.
+    code = f"""
+import importlib, importlib.util, sys
+spec = importlib.util.spec_from_file_location("style-suite-x", {str(ROOT / "__init__.py")!r},
+                                              submodule_search_locations=[{str(ROOT)!r}])
+pack = importlib.util.module_from_spec(spec)
+sys.modules["style-suite-x"] = pack
+spec.loader.exec_module(pack)
+loaders = importlib.import_module("style-suite-x.loaders.annotators")
+print(pack.NODE_CLASS_MAPPINGS, loaders._layouts.cache_info().currsize, "comfy" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["{}", "0", "False"]  # no nodes, nothing built, ComfyUI untouched
