@@ -26,16 +26,21 @@ RESOLUTION = (
 IMAGE_INPUT = ("IMAGE", {"tooltip": "Images to process (RGB, grey or RGBA; RGBA is composited on white)."})
 
 
-class StyleShotContour:
+class Preprocessor:
+    """What the three preprocessor nodes share: IMAGE in, one IMAGE out of the same size."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "detect"
+
+
+class StyleShotContour(Preprocessor):
     DESCRIPTION = (
         "StyleShot's 'Contour' content map: HED edges without the safe step, kept where strictly above the "
         "threshold, then dilated. White contours on black, same size as the input. It removes texture and "
         "brush strokes so only the layout reaches StyleShot's content encoder (sparse control)."
     )
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("IMAGE",)
     OUTPUT_TOOLTIPS = ("Binary contour map (white on black), one per input image.",)
-    FUNCTION = "detect"
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -60,15 +65,12 @@ class StyleShotContour:
         return (host.run_preprocessor(net, image, detect, resolution, binary=True),)
 
 
-class HEDSoftEdges:
+class HEDSoftEdges(Preprocessor):
     DESCRIPTION = (
         "HED soft edge map (ControlNet 1.1 SoftEdge_HED), white edges on black, same size as the input. "
         "For soft-edge ControlNets; StyleShot's content encoder wants 'StyleShot Contour' instead."
     )
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("IMAGE",)
     OUTPUT_TOOLTIPS = ("Soft edge map (white on black), one per input image.",)
-    FUNCTION = "detect"
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -90,16 +92,13 @@ class HEDSoftEdges:
         return (host.run_preprocessor(net, image, partial(soft_edges, net, safe=safe), resolution, binary=False),)
 
 
-class Lineart:
+class Lineart(Preprocessor):
     DESCRIPTION = (
         "Line drawing from the informative-drawings generator, as StyleShot's 'Lineart' content map "
         "(detailed control). By default black lines on white, which is what StyleShot feeds its lineart "
         "model; switch 'invert' on for ControlNet lineart models (white lines on black)."
     )
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("IMAGE",)
     OUTPUT_TOOLTIPS = ("Line map, one per input image, same size as the input.",)
-    FUNCTION = "detect"
 
     @classmethod
     def INPUT_TYPES(cls):
