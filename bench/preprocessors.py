@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fixtures import annotators, images  # noqa: E402
-from fixtures.comfy_inprocess import import_comfyui, load_pack  # noqa: E402
+from fixtures.comfy_inprocess import comfyui_with_pack  # noqa: E402
 
 NODES = [  # (label, node id, model file, fixed inputs after image and file)
     ("contour", "StyleSuiteStyleShotContour", "ControlNetHED.pth", (200, 3, 1, 0)),
@@ -52,15 +52,10 @@ def main():
         sys.exit("set COMFYUI_PATH to a ComfyUI checkout (the benchmark runs the nodes inside it)")
 
     work = Path(tempfile.mkdtemp(prefix="style_suite_bench_"))
-    (work / "annotators").mkdir()
-    annotators.write_hed(work / "annotators" / "ControlNetHED.pth")
-    annotators.write_lineart(work / "annotators" / "sk_model.pth")
-    comfy_nodes = import_comfyui(Path(comfyui))
+    annotators.write_annotators(work / "models" / "annotators")
+    _, pack = comfyui_with_pack(Path(comfyui), work / "models", work / "custom_nodes")
     import comfy.model_management as mm
-    import folder_paths
 
-    folder_paths.add_model_folder_path("annotators", str(work / "annotators"))
-    pack = load_pack(comfy_nodes, work / "custom_nodes")
     cache = pack.nodes.host._networks
 
     print(f"machine: {machine(mm)}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from fixtures import annotators, images
-from fixtures.comfy_inprocess import import_comfyui, load_pack
+from fixtures.comfy_inprocess import comfyui_with_pack
 from fixtures.comfy_server import ComfyServer, write_extra_model_paths
 from PIL import Image
 
@@ -27,10 +27,7 @@ def comfyui_path():
 def model_root(tmp_path_factory):
     """What extra_model_paths.yaml points at: annotators/ with the three annotator files."""
     root = tmp_path_factory.mktemp("models")
-    (root / "annotators").mkdir()
-    annotators.write_hed(root / "annotators" / "ControlNetHED.pth")
-    annotators.write_lineart(root / "annotators" / "sk_model.pth", seed=1)
-    annotators.write_lineart(root / "annotators" / "sk_model2.pth", seed=2)
+    annotators.write_annotators(root / "annotators")
     return root
 
 
@@ -46,14 +43,12 @@ def comfy(comfyui_path, model_root, input_dir, tmp_path_factory):
     """ComfyUI's `nodes` module, in this process, on the CPU, with the pack loaded from a folder
     whose name has dashes, after an extra_model_paths-style entry for `annotators`."""
     try:
-        comfy_nodes = import_comfyui(comfyui_path)
+        comfy_nodes, pack = comfyui_with_pack(comfyui_path, model_root, tmp_path_factory.mktemp("custom_nodes"))
     except ImportError as error:
         pytest.fail(f"ComfyUI does not import with this Python ({error}): run the host tests with ComfyUI's own environment")
     import folder_paths
 
-    folder_paths.add_model_folder_path("annotators", str(model_root / "annotators"))  # as the yaml does
     folder_paths.set_input_directory(str(input_dir))
-    pack = load_pack(comfy_nodes, tmp_path_factory.mktemp("custom_nodes"))
     return comfy_nodes, pack
 
 

@@ -11,7 +11,8 @@ from fixtures.comfy_inprocess import run_workflow
 from fixtures.comfy_server import PACK_FOLDER_NAME
 from PIL import Image
 
-API_WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / "workflows" / "api").glob("*.json"))
+API_DIR = Path(__file__).resolve().parents[2] / "workflows" / "api"
+API_WORKFLOWS = sorted(API_DIR.glob("*.json"))
 
 
 def test_object_info_lists_every_node_of_the_pack(server, comfy):
@@ -50,7 +51,7 @@ def test_api_workflow_runs_and_matches_the_in_process_result(server, comfy, path
 
 
 def test_a_posted_file_name_outside_the_model_folder_is_refused_before_running(server):
-    prompt = json.loads((API_WORKFLOWS[0].parent / "contour_preview.json").read_text())
+    prompt = json.loads((API_DIR / "contour_preview.json").read_text())
     prompt["2"]["inputs"]["hed_model"] = "../../../etc/passwd"
     status, answer = server.post("/prompt", {"prompt": prompt})
     assert status == 400
