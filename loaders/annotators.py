@@ -7,7 +7,7 @@ import torch
 from ..preprocessors.hed import HEDNetwork
 from ..preprocessors.lineart import LineartGenerator
 from .model_files import HED, LINEART_FINE
-from .weights import check_layout, read_state_dict
+from .weights import check_layout, materialize, read_state_dict
 
 HED_KIND = f"HED network ({HED.name}, 37 tensors: norm, block1-5)"
 LINEART_KIND = f"lineart generator ({LINEART_FINE.name} or sk_model2.pth, 24 tensors: model0-model4)"
@@ -41,10 +41,8 @@ def recognise(state_dict):
 def _load(path, kind):
     state_dict = read_state_dict(path)
     check_layout(state_dict, _layouts()[kind], path, kind, recognise)
-    module = _empty(kind)
-    module.load_state_dict(state_dict, assign=True)
     # fp32 master copy whatever the file stores (the HED file is fp16); callers cast for compute.
-    return module.float().eval().requires_grad_(False)
+    return materialize(_empty(kind), state_dict)
 
 
 def load_hed(path) -> HEDNetwork:

@@ -14,6 +14,11 @@ class ModelFile:
     url: str
     size_mb: float
     sha256: str = ""
+    published_name: str = ""  # the name at `url` when the folder needs another one
+
+    @property
+    def download_name(self) -> str:
+        return self.published_name or self.name
 
 
 HED = ModelFile(
@@ -41,7 +46,32 @@ LINEART_COARSE = ModelFile(
     sha256="30a534781061f34e83bb9406b4335da4ff2616c95d22a585c1245aa8363e74e0",
 )
 
-ALL = (HED, LINEART_FINE, LINEART_COARSE)
+STYLE_ENCODER = ModelFile(
+    name="style_aware_encoder.bin",
+    folder="styleshot",
+    purpose="StyleShot style-aware encoder (one file for both releases), or its converted .safetensors",
+    url="https://huggingface.co/Gaojunyao/StyleShot/resolve/main/pretrained_weight/style_aware_encoder.bin",
+    size_mb=1807.0,
+    sha256="5ef458358b6acdd2e1451e8ada6b1f60e5a02f031a2e0eca724d69c48b999196",
+)
+STYLESHOT_CONTOUR = ModelFile(
+    name="styleshot_contour_ip.bin",
+    folder="styleshot",
+    purpose="StyleShot style adapter and contour content-fusion encoder, or its converted .safetensors",
+    url="https://huggingface.co/Gaojunyao/StyleShot/resolve/main/pretrained_weight/ip.bin",
+    size_mb=4978.8,
+    published_name="ip.bin",
+)
+STYLESHOT_LINEART = ModelFile(
+    name="styleshot_lineart_ip.bin",
+    folder="styleshot",
+    purpose="StyleShot style adapter and lineart content-fusion encoder, or its converted .safetensors",
+    url="https://huggingface.co/Gaojunyao/StyleShot_lineart/resolve/main/pretrained_weight/ip.bin",
+    size_mb=4978.8,
+    published_name="ip.bin",
+)
+
+ALL = (HED, LINEART_FINE, LINEART_COARSE, STYLE_ENCODER, STYLESHOT_CONTOUR, STYLESHOT_LINEART)
 
 
 def missing_file_message(expected: ModelFile, chosen, searched) -> str:
@@ -52,6 +82,7 @@ def missing_file_message(expected: ModelFile, chosen, searched) -> str:
         f"{what} in the '{expected.folder}' model folder; this input needs {expected.name} "
         f"({expected.purpose}).\n"
         f"Folders searched:\n{folders}\n"
-        f"Download {expected.name} ({expected.size_mb} MB) from {expected.url} into one of them, "
+        f"Download {expected.download_name} ({expected.size_mb} MB) from {expected.url} into one of them"
+        f"{'' if expected.download_name == expected.name else f' and rename it {expected.name}'}, "
         f"or add a '{expected.folder}:' entry to extra_model_paths.yaml, then refresh the page (press R)."
     )

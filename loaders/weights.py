@@ -1,10 +1,11 @@
-"""Read weight files without executing anything, and check them against an expected layout."""
+"""Read and write weight files without executing anything; check them against an expected layout."""
 
+import json
 import os
 import pickle
 
 import torch
-from safetensors.torch import load_file
+from safetensors import safe_open
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 
@@ -13,20 +14,22 @@ class ModelFileError(ValueError):
     """A model file that cannot be used; the message names the file and what to do."""
 
 
-def read_state_dict(path) -> dict:
+def read_state_dict(path, keep=None) -> dict:
     """A flat {name: tensor} dict from safetensors or a torch pickle loaded with weights_only=True.
 
     weights_only refuses any pickle that asks for a global outside plain tensors and containers,
-    so a file that would run code when loaded is refused before any of it runs.
+    so a file that would run code when loaded is refused before any of it runs. Tensors are
+    memory-mapped where the format allows, so keys dropped by `keep(name) -> bool` (ip.bin's 3.5 GB
+    UNet copy) are never read into memory.
     """
     name = os.path.basename(path)
     if os.path.getsize(path) == 0:
         raise ModelFileError(f"{name} is empty (0 bytes): the download did not finish; download it again")
     try:
         if path.lower().endswith(SAFETENSORS_SUFFIXES):
-            state_dict = load_file(path)
-        else:
-            state_dict = torch.load(path, map_location="cpu", weights_only=True)
+            with safe_open(path, framework="pt") as file:
+                return {k: file.get_tensor(k) for k in file.keys() if keep is None or keep(k)}
+        state_dict = _torch_load(path)
     except pickle.UnpicklingError as error:
         raise ModelFileError(
             f"{name} was refused: loading it would need more than plain tensors ({_first_line(error)}). "
@@ -39,7 +42,56 @@ def read_state_dict(path) -> dict:
         ) from None
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ModelFileError(f"{name} holds a {type(state_dict).__name__}, not a flat dictionary of tensors")
-    return state_dict
+    return {k: v for k, v in state_dict.items() if keep is None or keep(k)}
+
+
+def _torch_load(path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as error:
+        if "mmap" not in str(error):  # only the legacy (non-zip) format cannot be memory-mapped
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def materialize(empty_module, state_dict):
+    """Fill a module built on the meta device from a checked state dict: fp32 CPU weights,
+    whatever the file stores, copied out of the (possibly memory-mapped) file."""
+    module = empty_module.to_empty(device="cpu").float()
+    module.load_state_dict(state_dict)
+    return module.eval().requires_grad_(False)
+
+
+_SAFETENSORS_DTYPES = {
+    torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
+}
+
+
+def write_safetensors(path, tensors: dict, dtype=None, metadata=None) -> None:
+    """Write `tensors` as safetensors one tensor at a time (peak memory: the largest tensor, not
+    the file). Floating tensors are cast to `dtype` when given. The file appears atomically."""
+    def stored_dtype(t):
+        return dtype if dtype is not None and t.is_floating_point() else t.dtype
+
+    header, offset = {}, 0
+    for key, tensor in tensors.items():
+        size = tensor.numel() * torch.empty((), dtype=stored_dtype(tensor)).element_size()
+        header[key] = {"dtype": _SAFETENSORS_DTYPES[stored_dtype(tensor)], "shape": list(tensor.shape),
+                       "data_offsets": [offset, offset + size]}
+        offset += size
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # the format aligns the data to 8 bytes
+    partial = f"{path}.partial"
+    with open(partial, "wb") as file:
+        file.write(len(encoded).to_bytes(8, "little"))
+        file.write(encoded)
+        for tensor in tensors.values():
+            data = tensor.to(stored_dtype(tensor)).contiguous().reshape(-1).view(torch.uint8)
+            file.write(data.numpy().tobytes())
+    os.replace(partial, path)
 
 
 def check_layout(state_dict, expected, path, kind, recognise=None) -> None:

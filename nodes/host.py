@@ -61,8 +61,8 @@ def compute_dtype(device):
 _networks = {}
 
 
-def load_network(expected, name, load):
-    """The network in file `name`, loaded once per file version and dtype, on ComfyUI's device.
+def cached_patcher(expected, name, load):
+    """The network in file `name` as a ModelPatcher, loaded once per file version and dtype.
 
     `load(path)` builds the fp32 module; it is cast to the compute dtype and wrapped in a
     ModelPatcher, so ComfyUI moves it to the device and offloads it when memory is needed.
@@ -77,9 +77,15 @@ def load_network(expected, name, load):
     if patcher is None:
         for stale in [k for k in _networks if k[:2] == file_id]:  # the file changed on disk
             del _networks[stale]
-        module = load(path).to(dtype)
-        patcher = comfy.model_patcher.ModelPatcher(module, load_device=device, offload_device=mm.unet_offload_device())
+        patcher = comfy.model_patcher.ModelPatcher(load(path).to(dtype), load_device=device,
+                                                   offload_device=mm.unet_offload_device())
         _networks[key] = patcher
+    return patcher
+
+
+def load_network(expected, name, load):
+    """The network in file `name` (see cached_patcher), on ComfyUI's device, ready to run."""
+    patcher = cached_patcher(expected, name, load)
     mm.load_models_gpu([patcher])
     return patcher.model
 

@@ -1,0 +1,66 @@
+"""Convert StyleShot's published files to slim safetensors: `ip.bin` without its 3.5 GB UNet copy,
+`style_aware_encoder.bin` as a memory-mappable file, optionally in fp16.
+
+Tensors are read memory-mapped and written one at a time, so the 5 GB `ip.bin` never has to fit
+in RAM. The loaders check the layout before anything is written.
+"""
+
+import argparse
+import os
+import sys
+
+import torch
+
+from .sd15_controlnet import controlnet_layout
+from .styleshot import (
+    ADAPTER_KIND, CONTENT, CONTENT_KIND, ENCODER_KIND, OPTIONAL_POSITION_IDS, UNET_COPY, UNUSED_CLIP_EMBEDDINGS,
+    adapter_layout, encoder_layout, recognise,
+)
+from .weights import ModelFileError, check_layout, read_state_dict, write_safetensors
+
+
+def convert_encoder(path, out_path, dtype=None) -> None:
+    state_dict = read_state_dict(path, keep=lambda key: key != OPTIONAL_POSITION_IDS)
+    check_layout(state_dict, encoder_layout(), path, ENCODER_KIND, recognise)
+    kept = {k: v for k, v in state_dict.items() if k not in UNUSED_CLIP_EMBEDDINGS}
+    write_safetensors(out_path, kept, dtype, _metadata(path))
+
+
+def convert_adapter(path, out_path, dtype=None) -> None:
+    state_dict = read_state_dict(path, keep=lambda key: not key.startswith(UNET_COPY))
+    content = {k[len(CONTENT):]: v for k, v in state_dict.items() if k.startswith(CONTENT)}
+    check_layout({k: v for k, v in state_dict.items() if not k.startswith(CONTENT)},
+                 adapter_layout(), path, ADAPTER_KIND, recognise)
+    if content:
+        check_layout(content, controlnet_layout(), path, CONTENT_KIND)
+    write_safetensors(out_path, state_dict, dtype, _metadata(path))
+
+
+def _metadata(path):
+    return {"format": "pt", "converted_from": os.path.basename(path), "by": "style-suite"}
+
+
+def _out_path(path, out_dir):
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return os.path.join(out_dir or os.path.dirname(os.path.abspath(path)), f"{stem}.safetensors")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Write slim .safetensors copies of StyleShot's style_aware_encoder.bin and ip.bin files. "
+        "The StyleShot Loader accepts both the published files and these.")
+    parser.add_argument("files", nargs="+", help="style_aware_encoder.bin and/or ip.bin files (contour or lineart)")
+    parser.add_argument("--fp16", action="store_true", help="store weights in fp16 (half the size; fine for GPU use)")
+    parser.add_argument("--out-dir", help="where to write (default: beside each input)")
+    args = parser.parse_args(argv)
+    dtype = torch.float16 if args.fp16 else None
+    for path in args.files:
+        out_path = _out_path(path, args.out_dir)
+        try:
+            keys = read_state_dict(path, keep=lambda key: key.startswith("image_encoder."))
+            (convert_encoder if keys else convert_adapter)(path, out_path, dtype)
+        except (OSError, ModelFileError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        print(f"{path} -> {out_path} ({os.path.getsize(out_path) / 2**20:.0f} MiB)")
+    return 0

@@ -1,0 +1,28 @@
+"""Refuse MODELs a feature was not trained for, before sampling starts."""
+
+import comfy.model_base
+
+
+def cross_attention_layers(model):
+    """The cross-attention modules of a MODEL's diffusion network (attn2 of each transformer block)."""
+    network = getattr(model.model, "diffusion_model", None)
+    if network is None:
+        return []
+    return [m.attn2 for m in network.modules() if getattr(m, "attn2", None) is not None]
+
+
+def require_sd1(model, feature) -> None:
+    """SD1.x: a UNet with 16 cross-attention layers reading 768-wide text tokens."""
+    base = model.model
+    layers = cross_attention_layers(model)
+    widths = {layer.to_k.in_features for layer in layers if hasattr(layer, "to_k")}
+    if isinstance(base, comfy.model_base.BaseModel) and len(layers) == 16 and widths == {768}:
+        return
+    found = type(base).__name__
+    if widths:
+        found += f" with {len(layers)} cross-attention layers of width {'/'.join(map(str, sorted(widths)))}"
+    raise ValueError(
+        f"{feature} needs an SD1.x model (like SD1.5: 16 cross-attention layers reading 768-wide text tokens), "
+        f"but this MODEL is {found}. Its weights were trained on SD1.5 only and cannot attach to SDXL, SD2 or "
+        "DiT models: load an SD1.5-based checkpoint."
+    )

@@ -1,0 +1,137 @@
+"""StyleShot's decoupled cross-attention as ComfyUI attn2 replace patches (research/styleshot.md 3,
+research/comfyui.md 3.6).
+
+Each of the chosen SD1.5 cross-attention layers gets a `StyleLayer`: ordinary text attention (or
+whatever patch already sat on that layer) plus `strength * attention(q, K_ip, V_ip)` over the 6
+style tokens, routed per batch chunk by `cond_or_uncond`. IPAdapter_plus-style `.add()` callbacks
+chain onto it, and cloning the MODEL shares the weights and tokens instead of copying them.
+"""
+
+import copy
+
+import comfy.ldm.modules.attention as attention_module
+import torch.nn.functional as F
+
+from ..models.style_adapter import ADAPTER_LAYERS, route, style_attention
+
+# Newer ComfyUI lets other packs override attention through transformer_options; older ones
+# do not accept the argument.
+_PASSES_OPTIONS = hasattr(attention_module, "wrap_attn")
+
+
+def text_attention(q, k, v, extra):
+    """What ComfyUI's own CrossAttention computes from projected q, k, v."""
+    options = {"transformer_options": extra} if _PASSES_OPTIONS else {}
+    return attention_module.optimized_attention(q, k, v, extra["n_heads"], attn_precision=extra.get("attn_precision"), **options)
+
+
+class StyleInjection:
+    """What every layer of one Apply Style node shares: the adapter weights (a ModelPatcher that
+    ComfyUI loads with the UNet), the style tokens, strength, sigma range and optional mask."""
+
+    def __init__(self, adapter_patcher, style, strength, sigma_start, sigma_end, mask=None):
+        self.adapter_patcher = adapter_patcher
+        self.style = style
+        self.strength = strength
+        self.sigma_start = sigma_start
+        self.sigma_end = sigma_end
+        self.mask = mask  # [M, H, W] 0..1 or None
+
+    def active(self, extra) -> bool:
+        sigmas = extra.get("sigmas")
+        if self.strength == 0:
+            return False
+        if sigmas is None:
+            return True
+        sigma = float(sigmas.reshape(-1)[0])
+        return self.sigma_end <= sigma <= self.sigma_start
+
+    def __call__(self, index, q, extra):
+        cond_or_uncond = extra["cond_or_uncond"]
+        out = style_attention(self.adapter_patcher.model, index, q, self.style, cond_or_uncond,
+                              extra["n_heads"], lambda q, k, v, heads: text_attention(q, k, v, extra))
+        if self.mask is not None:
+            out = out * self._mask_for(q, extra, len(cond_or_uncond))
+        return out * self.strength
+
+    def _mask_for(self, q, extra, chunks):
+        """The mask resized to this layer's token grid, one row per batch row: [B, N, 1]."""
+        height, width = _token_grid(q.shape[1], extra)
+        mask = F.interpolate(self.mask[:, None].to(q), size=(height, width), mode="bilinear")
+        mask = mask.reshape(mask.shape[0], -1, 1)
+        rows = q.shape[0] // chunks
+        try:
+            return route(mask, mask, [0] * chunks, rows)
+        except ValueError:
+            raise ValueError(
+                f"the attention mask has {mask.shape[0]} masks but the latent batch has {rows} images: "
+                "use 1 mask or one per latent"
+            ) from None
+
+
+def _token_grid(tokens, extra):
+    """(h, w) of a layer's tokens: from `activations_shape` where ComfyUI gives it, else from the
+    latent size and the downscale that yields `tokens` (the UNet rounds odd sizes up)."""
+    shape = extra.get("activations_shape")
+    if shape is not None and shape[-2] * shape[-1] == tokens:
+        return int(shape[-2]), int(shape[-1])
+    height, width = extra["original_shape"][-2:]
+    for scale in (1, 2, 4, 8):
+        h, w = -(-height // scale), -(-width // scale)
+        if h * w == tokens:
+            return h, w
+    raise ValueError(f"cannot place {tokens} tokens on a {height}x{width} latent")
+
+
+class StyleLayer:
+    """attn2 replace for one cross-attention layer."""
+
+    def __init__(self, injection, index, previous=None):
+        self.injection = injection
+        self.index = index
+        self.previous = previous  # a patch that was on this layer already: kept, not replaced
+        self.callbacks = []  # (callback, kwargs) added by IPAdapter_plus-style `.add()`
+
+    def __call__(self, q, k, v, extra):
+        out = self.previous(q, k, v, extra) if self.previous is not None else text_attention(q, k, v, extra)
+        if self.injection.active(extra):
+            out = out + self.injection(self.index, q, extra)
+        if self.callbacks:
+            sigma = float(extra["sigmas"].reshape(-1)[0]) if "sigmas" in extra else float("inf")
+            for callback, kwargs in self.callbacks:
+                if kwargs.get("sigma_end", 0.0) <= sigma <= kwargs.get("sigma_start", float("inf")):
+                    out = out + callback(out, q, k, v, extra, **kwargs)
+        return out.to(q.dtype)
+
+    def add(self, callback, **kwargs):
+        """IPAdapter_plus's Attn2Replace API: another adapter's output is added after ours."""
+        self.callbacks.append((callback, kwargs))
+
+    def to(self, device_or_dtype):
+        """ComfyUI moves patches with the UNet; the weights move through `models()`."""
+        if hasattr(self.previous, "to"):
+            self.previous = self.previous.to(device_or_dtype)
+        return self
+
+    def models(self):
+        chained = self.previous.models() if hasattr(self.previous, "models") else []
+        return [self.injection.adapter_patcher, *chained]
+
+    def __deepcopy__(self, memo):
+        """MODEL.clone() deep-copies patches: share the weights and tokens, copy what `.add()` changes."""
+        clone = copy.copy(self)
+        clone.previous = copy.deepcopy(self.previous, memo)
+        clone.callbacks = [(callback, dict(kwargs)) for callback, kwargs in self.callbacks]
+        return clone
+
+
+def apply_style(model, injection, layers):
+    """A clone of `model` with StyleShot on the cross-attention layers `layers` (adapter indices)."""
+    patched = model.clone()
+    replaced = patched.model_options["transformer_options"].get("patches_replace", {}).get("attn2", {})
+    for index in layers:
+        block, block_id = ADAPTER_LAYERS[index][0]
+        # ComfyUI looks up (block, id, transformer index) before (block, id): wrap what it would run.
+        key = (block, block_id, 0) if (block, block_id, 0) in replaced else (block, block_id)
+        patched.set_model_patch_replace(StyleLayer(injection, index, replaced.get(key)), "attn2", *key)
+    return patched
