@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
-from fixtures import annotators, images
+from fixtures import annotators, images, styleshot
 from fixtures.comfy_inprocess import comfyui_with_pack
 from fixtures.comfy_server import ComfyServer, write_extra_model_paths
 from PIL import Image
@@ -25,9 +25,11 @@ def comfyui_path():
 
 @pytest.fixture(scope="session")
 def model_root(tmp_path_factory):
-    """What extra_model_paths.yaml points at: annotators/ with the three annotator files."""
+    """What extra_model_paths.yaml points at: annotators/ with the three annotator files and
+    styleshot/ with StyleShot's files."""
     root = tmp_path_factory.mktemp("models")
     annotators.write_annotators(root / "annotators")
+    styleshot.write_styleshot(root / "styleshot")
     return root
 
 
@@ -57,7 +59,7 @@ def server(comfyui_path, model_root, input_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("comfy_base")
     (base / "input").mkdir()
     (base / "input" / INPUT_IMAGE).write_bytes((input_dir / INPUT_IMAGE).read_bytes())
-    extra = write_extra_model_paths(base / "extra_model_paths.yaml", model_root, ["annotators"])
+    extra = write_extra_model_paths(base / "extra_model_paths.yaml", model_root, ["annotators", "styleshot"])
     comfy_server = ComfyServer(comfyui_path, base, extra)
     yield comfy_server
     comfy_server.stop()
