@@ -1,0 +1,169 @@
+"""StyleShot costs, measured in one run on fixture weights of the published shapes, through an
+in-process ComfyUI (COMFYUI_PATH):
+
+1. per-step UNet time with Apply Style vs the same model unpatched (SD1.5, cond + uncond batch);
+2. Encode Style latency vs one CLIP ViT-H image encode (ComfyUI's CLIP_VISION, same tower size);
+3. load time and peak memory of a full-size ip.bin (UNet copy + content-fusion encoder) vs its
+   slim safetensors, each in a fresh process, with the official torch.load as a baseline.
+
+    COMFYUI_PATH=/path/to/ComfyUI python bench/styleshot.py [--size 512] [--steps 3] [--skip-load]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from fixtures import images, styleshot  # noqa: E402
+from fixtures.comfy_inprocess import comfyui_with_pack  # noqa: E402
+from preprocessors import machine  # noqa: E402
+
+SD15_UNET = {  # ComfyUI's unet_config for SD1.5
+    "context_dim": 768, "model_channels": 320, "use_linear_in_transformer": False, "adm_in_channels": None,
+    "use_temporal_attention": False, "in_channels": 4, "out_channels": 4, "num_res_blocks": [2, 2, 2, 2],
+    "channel_mult": [1, 2, 4, 4], "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0], "transformer_depth_middle": 1,
+    "transformer_depth_output": [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1], "num_heads": 8, "num_head_channels": -1,
+    "use_spatial_transformer": True, "image_size": 32, "legacy": False,
+}
+UNET_COPY_TENSORS = 10  # ip.bin's 3.44 GB UNet copy, as ten 344 MB tensors
+LOAD_SCRIPT = """
+import resource, sys, time, torch
+sys.path.insert(0, {tests!r})
+import conftest
+from style_suite.loaders.styleshot import load_adapter
+start = time.perf_counter()
+if sys.argv[1] == "official":
+    state = torch.load(sys.argv[2], map_location="cpu")  # what StyleShot's own loader does
+    adapter = {{k: v for k, v in state.items() if not k.startswith("unet.")}}
+    del state
+else:
+    adapter = load_adapter(sys.argv[2])
+print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+"""
+
+
+def random_sd15(mm):
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    config = comfy.supported_models.SD15(dict(SD15_UNET))
+    dtype = torch.float16 if mm.should_use_fp16(mm.get_torch_device()) else torch.float32
+    config.set_inference_dtype(dtype, None)
+    model = config.get_model({})
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():  # ComfyUI leaves weights uninitialised
+            scale = 0.02 if p.ndim > 1 else 0.01
+            p.copy_(torch.randn(p.shape, generator=generator) * scale + (1.0 if name.endswith("norm.weight") else 0.0))
+    return comfy.model_patcher.ModelPatcher(model, mm.get_torch_device(), mm.unet_offload_device()), dtype
+
+
+def unet_step_time(patcher, size, steps, mm):
+    """Seconds per UNet call on a [uncond, cond] batch at `size` px."""
+    mm.load_models_gpu([patcher])
+    device = mm.get_torch_device()
+    x = torch.randn(2, 4, size // 8, size // 8, device=device)
+    sigma = torch.full((2,), 5.0, device=device)
+    context = torch.randn(2, 77, 768, device=device)
+    options = dict(patcher.model_options["transformer_options"], cond_or_uncond=[1, 0], sigmas=sigma)
+
+    def step():
+        with torch.no_grad():
+            patcher.model.apply_model(x, sigma, c_crossattn=context, transformer_options=options)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def encode_times(pack, shot, repeats, mm):
+    import comfy.clip_vision
+
+    clip_vision = comfy.clip_vision.load_clipvision_from_sd(styleshot.random_tensors(styleshot.clip_layout(prefix=""), 3))
+    image = images.comfy_image(images.photo(768, 1024, 1))
+    node = pack.NODE_CLASS_MAPPINGS["StyleSuiteStyleShotEncodeStyle"]()
+    node.encode(shot, image, 0, True, False)
+    clip_vision.encode_image(image)  # warm-up both
+    ours = sum(_timed(lambda: node.encode(shot, image, 0, True, False)) for _ in range(repeats)) / repeats
+    clip = sum(_timed(lambda: clip_vision.encode_image(image)) for _ in range(repeats)) / repeats
+    return ours, clip
+
+
+def load_costs(work):
+    """(seconds, peak RSS GiB) per way of loading the adapter, each in a fresh process."""
+    full = work / "styleshot" / "styleshot_contour_ip.bin"
+    tensors = styleshot.adapter_state_dict(content_fusion=styleshot.content_fusion_layout())
+    for i in range(UNET_COPY_TENSORS):
+        tensors[f"unet.copy.{i}.weight"] = torch.randn(86_000_000 // 1000, 1000)
+    torch.save(tensors, full)
+    del tensors
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "convert_styleshot.py"), str(full)], check=True, capture_output=True)
+    slim = full.with_suffix(".safetensors")
+    script = LOAD_SCRIPT.format(tests=str(ROOT / "tests"))
+    costs = {}
+    for label, mode, path in (("official torch.load, ip.bin", "official", full), ("ours, ip.bin", "ours", full),
+                              ("ours, slim .safetensors", "ours", slim)):
+        out = subprocess.run([sys.executable, "-c", script, mode, str(path)], check=True, capture_output=True, text=True)
+        seconds, peak = map(float, out.stdout.split()[-2:])
+        costs[label] = (seconds, peak, path.stat().st_size / 2**30)
+    return costs
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--skip-load", action="store_true", help="skip the 5 GB ip.bin load comparison")
+    args = parser.parse_args()
+    comfyui = os.environ.get("COMFYUI_PATH")
+    if not comfyui:
+        sys.exit("set COMFYUI_PATH to a ComfyUI checkout (the benchmark runs the nodes inside it)")
+
+    work = Path(tempfile.mkdtemp(prefix="style_suite_bench_"))
+    (work / "styleshot").mkdir()
+    styleshot.write_encoder(work / "styleshot" / "style_aware_encoder.bin")
+    styleshot.write_adapter(work / "styleshot" / "styleshot_contour_ip.bin")
+    _, pack = comfyui_with_pack(Path(comfyui), work, work / "custom_nodes")
+    import comfy.model_management as mm
+
+    print(f"machine: {machine(mm)}")
+    nodes = pack.NODE_CLASS_MAPPINGS
+    (shot,) = nodes["StyleSuiteStyleShotLoader"]().load("style_aware_encoder.bin", "styleshot_contour_ip.bin")
+    (style,) = nodes["StyleSuiteStyleShotEncodeStyle"]().encode(shot, images.comfy_image(images.photo(512, 512, 2)), 0, True, False)
+
+    unet, dtype = random_sd15(mm)
+    (patched,) = nodes["StyleSuiteStyleShotApplyStyle"]().apply(unet, shot, style, 1.0, 0.0, 1.0, "all 16 (published)")
+    plain = unet_step_time(unet, args.size, args.steps, mm)
+    styled = unet_step_time(patched, args.size, args.steps, mm)
+    print(f"UNet step at {args.size} px, batch 2, {dtype}: unpatched {plain:.3f} s, Apply Style {styled:.3f} s, "
+          f"patched/unpatched {styled / plain:.3f}")
+
+    ours, clip = encode_times(pack, shot, 3, mm)
+    print(f"Encode Style {ours:.3f} s per image, CLIP ViT-H encode_image {clip:.3f} s, ratio {ours / clip:.2f}")
+
+    if not args.skip_load:
+        for label, (seconds, peak, size) in load_costs(work).items():
+            print(f"load {label:30} file {size:5.2f} GiB  {seconds:6.2f} s  peak RSS {peak:5.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()
