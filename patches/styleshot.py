@@ -12,7 +12,7 @@ import copy
 import comfy.ldm.modules.attention as attention_module
 import torch.nn.functional as F
 
-from ..models.style_adapter import ADAPTER_LAYERS, route, style_attention
+from ..models.style_adapter import ADAPTER_LAYERS, StyleTokens, route, style_attention
 
 # Newer ComfyUI lets other packs override attention through transformer_options; older ones
 # do not accept the argument.
@@ -36,19 +36,31 @@ class StyleInjection:
         self.sigma_start = sigma_start
         self.sigma_end = sigma_end
         self.mask = mask  # [M, H, W] 0..1 or None
+        self._step = (None, True)  # (sigmas tensor of the current step, whether style is on)
+        self._tokens = {}  # style tokens per (device, dtype)
 
     def active(self, extra) -> bool:
-        sigmas = extra.get("sigmas")
+        """Whether style applies at this step. Reading sigma waits for the GPU, so it is done once
+        per step (every layer of a step gets the same sigmas tensor), not once per layer."""
         if self.strength == 0:
             return False
+        sigmas = extra.get("sigmas")
         if sigmas is None:
             return True
-        sigma = float(sigmas.reshape(-1)[0])
-        return self.sigma_end <= sigma <= self.sigma_start
+        if self._step[0] is not sigmas:
+            sigma = float(sigmas.reshape(-1)[0])
+            self._step = (sigmas, self.sigma_end <= sigma <= self.sigma_start)
+        return self._step[1]
+
+    def tokens_for(self, q):
+        key = (q.device, q.dtype)
+        if key not in self._tokens:
+            self._tokens[key] = StyleTokens(self.style.cond.to(q), self.style.uncond.to(q))
+        return self._tokens[key]
 
     def __call__(self, index, q, extra):
         cond_or_uncond = extra["cond_or_uncond"]
-        out = style_attention(self.adapter_patcher.model, index, q, self.style, cond_or_uncond,
+        out = style_attention(self.adapter_patcher.model, index, q, self.tokens_for(q), cond_or_uncond,
                               extra["n_heads"], lambda q, k, v, heads: text_attention(q, k, v, extra))
         if self.mask is not None:
             out = out * self._mask_for(q, extra, len(cond_or_uncond))
