@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from fixtures import images, styleshot  # noqa: E402
 from fixtures.comfy_inprocess import comfyui_with_pack  # noqa: E402
-from preprocessors import machine  # noqa: E402
+from preprocessors import machine, timed  # noqa: E402
 
 SD15_UNET = {  # ComfyUI's unet_config for SD1.5
     "context_dim": 768, "model_channels": 320, "use_linear_in_transformer": False, "adm_in_channels": None,
@@ -97,8 +97,8 @@ def encode_times(pack, shot, repeats, mm):
     node = pack.NODE_CLASS_MAPPINGS["StyleSuiteStyleShotEncodeStyle"]()
     node.encode(shot, image, 0, True, False)
     clip_vision.encode_image(image)  # warm-up both
-    ours = sum(_timed(lambda: node.encode(shot, image, 0, True, False)) for _ in range(repeats)) / repeats
-    clip = sum(_timed(lambda: clip_vision.encode_image(image)) for _ in range(repeats)) / repeats
+    ours = sum(timed(lambda: node.encode(shot, image, 0, True, False)) for _ in range(repeats)) / repeats
+    clip = sum(timed(lambda: clip_vision.encode_image(image)) for _ in range(repeats)) / repeats
     return ours, clip
 
 
@@ -120,12 +120,6 @@ def load_costs(work):
         seconds, peak = map(float, out.stdout.split()[-2:])
         costs[label] = (seconds, peak, path.stat().st_size / 2**30)
     return costs
-
-
-def _timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main():
