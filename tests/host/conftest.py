@@ -8,9 +8,12 @@ import pytest
 from fixtures import annotators, images, styleshot
 from fixtures.comfy_inprocess import comfyui_with_pack
 from fixtures.comfy_server import ComfyServer, write_extra_model_paths
+from fixtures.sd15_checkpoint import write_sd15_checkpoint
 from PIL import Image
 
 INPUT_IMAGE = "example.png"  # the name the shipped workflows load (ComfyUI ships input/example.png)
+CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"  # the name the shipped sampling workflows load
+MODEL_FOLDERS = ["annotators", "styleshot", "checkpoints"]
 
 
 @pytest.fixture(scope="session")
@@ -25,12 +28,20 @@ def comfyui_path():
 
 @pytest.fixture(scope="session")
 def model_root(tmp_path_factory):
-    """What extra_model_paths.yaml points at: annotators/ with the three annotator files and
-    styleshot/ with StyleShot's files."""
+    """What extra_model_paths.yaml points at: annotators/ with the three annotator files,
+    styleshot/ with StyleShot's files and checkpoints/ (its SD1.5 file comes from `sd15_checkpoint`)."""
     root = tmp_path_factory.mktemp("models")
     annotators.write_annotators(root / "annotators")
     styleshot.write_styleshot(root / "styleshot")
+    (root / "checkpoints").mkdir()
     return root
+
+
+@pytest.fixture(scope="session")
+def sd15_checkpoint(model_root):
+    """A random-weight SD1.5 checkpoint (2.1 GB, about 20 s to write) in model_root/checkpoints/,
+    under the name the workflows load. Written once per session, only for tests that sample."""
+    return write_sd15_checkpoint(model_root / "checkpoints" / CHECKPOINT)
 
 
 @pytest.fixture(scope="session")
@@ -55,11 +66,11 @@ def comfy(comfyui_path, model_root, input_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def server(comfyui_path, model_root, input_dir, tmp_path_factory):
+def server(comfyui_path, model_root, sd15_checkpoint, input_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("comfy_base")
     (base / "input").mkdir()
     (base / "input" / INPUT_IMAGE).write_bytes((input_dir / INPUT_IMAGE).read_bytes())
-    extra = write_extra_model_paths(base / "extra_model_paths.yaml", model_root, ["annotators", "styleshot"])
+    extra = write_extra_model_paths(base / "extra_model_paths.yaml", model_root, MODEL_FOLDERS)
     comfy_server = ComfyServer(comfyui_path, base, extra)
     yield comfy_server
     comfy_server.stop()

@@ -1,6 +1,9 @@
 """The pack in a real ComfyUI server: registration over HTTP, clean import, and every API-format
-workflow of workflows/api/ executed with fixture weights, pixel-equal to the in-process result."""
+workflow of workflows/api/ executed with fixture weights. Workflows without a sampler must be
+pixel-equal to the in-process result; sampling workflows run at a CPU-test size (64x64, 2 steps,
+set by node title) and must save their PNG."""
 
+import copy
 import io
 import json
 from pathlib import Path
@@ -13,6 +16,48 @@ from PIL import Image
 
 API_DIR = Path(__file__).resolve().parents[2] / "workflows" / "api"
 API_WORKFLOWS = sorted(API_DIR.glob("*.json"))
+SAMPLERS = {"KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced"}
+
+
+def load(path):
+    return json.loads(path.read_text())
+
+
+def samples(prompt):
+    return any(node["class_type"] in SAMPLERS for node in prompt.values())
+
+
+PREVIEW_WORKFLOWS = [p for p in API_WORKFLOWS if not samples(load(p))]
+SAMPLING_WORKFLOWS = [p for p in API_WORKFLOWS if samples(load(p))]
+TEST_SIZE, TEST_STEPS = 64, 2
+
+
+def titled(prompt, title):
+    """The one node of `prompt` with this title (what users see, and what these tests set)."""
+    nodes = [node for node in prompt.values() if node.get("_meta", {}).get("title") == title]
+    assert len(nodes) == 1, f"the workflow needs exactly one node titled '{title}', found {len(nodes)}"
+    return nodes[0]
+
+
+def at_test_scale(prompt):
+    """A copy of a sampling workflow with the 'Size' latent at 64x64 and the 'Sampler' at 2 steps."""
+    prompt = copy.deepcopy(prompt)
+    titled(prompt, "Size")["inputs"].update(width=TEST_SIZE, height=TEST_SIZE)
+    titled(prompt, "Sampler")["inputs"]["steps"] = TEST_STEPS
+    return prompt
+
+
+def saved_pngs(server, prompt, entry):
+    """{SaveImage node id: [(file on disk, image as served)]} for a finished prompt."""
+    saved = {}
+    for node_id, node in prompt.items():
+        if node["class_type"] != "SaveImage":
+            continue
+        images = entry["outputs"][node_id]["images"]
+        saved[node_id] = [
+            (server.base / "output" / image["subfolder"] / image["filename"], server.view(image)) for image in images
+        ]
+    return saved
 
 
 def test_object_info_lists_every_node_of_the_pack(server, comfy):
@@ -35,9 +80,9 @@ def test_the_log_shows_no_import_failure_of_the_pack(server):
             assert "IMPORT FAILED" not in line and "Cannot import" not in line, line
 
 
-@pytest.mark.parametrize("path", API_WORKFLOWS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", PREVIEW_WORKFLOWS, ids=lambda p: p.stem)
 def test_api_workflow_runs_and_matches_the_in_process_result(server, comfy, path):
-    prompt = json.loads(path.read_text())
+    prompt = load(path)
     entry = server.run(prompt)
     expected = run_workflow(prompt, comfy[0].NODE_CLASS_MAPPINGS)
     assert expected, f"{path.name} has no output node"
@@ -57,3 +102,72 @@ def test_a_posted_file_name_outside_the_model_folder_is_refused_before_running(s
     assert status == 400
     details = json.dumps(answer["node_errors"])
     assert "was not found in the 'annotators' model folder" in details and "ControlNetHED.pth" in details
+
+
+def test_every_api_workflow_is_run_by_a_test():
+    assert set(PREVIEW_WORKFLOWS) | set(SAMPLING_WORKFLOWS) == set(API_WORKFLOWS)
+    assert any(p.stem == "styleshot_text_driven" for p in SAMPLING_WORKFLOWS)
+
+
+@pytest.mark.parametrize("path", SAMPLING_WORKFLOWS, ids=lambda p: p.stem)
+def test_sampling_workflow_runs_on_the_server_and_saves_its_png(server, path):
+    prompt = at_test_scale(load(path))
+    entry = server.run(prompt)
+    saved = saved_pngs(server, prompt, entry)
+    assert saved, f"{path.name} has no Save Image node"
+    for node_id, files in saved.items():
+        prefix = prompt[node_id]["inputs"]["filename_prefix"]
+        assert len(files) == 1  # batch 1
+        for file, served in files:
+            assert file.is_file(), f"{file} was not written"
+            assert file.relative_to(server.base / "output").as_posix().startswith(prefix + "_")
+            assert file.read_bytes() == served
+            with Image.open(file) as png:
+                assert png.format == "PNG" and png.size == (TEST_SIZE, TEST_SIZE)
+                assert np.asarray(png.convert("RGB")).std() > 0  # an image, not a blank
+
+
+def _text_driven():
+    return at_test_scale(load(API_DIR / "styleshot_text_driven.json"))
+
+
+def _only_png(server, prompt):
+    ((file, _),) = next(iter(saved_pngs(server, prompt, server.run(prompt)).values()))
+    with Image.open(file) as png:
+        return np.asarray(png.convert("RGB"))
+
+
+def test_text_driven_runs_with_the_stage1_adapter_and_the_adapter_changes_the_image(server):
+    """The stage-1 ip.bin (no content-fusion encoder) carries the whole style adapter, which is all
+    text-driven mode uses: it is accepted and gives another image than the contour release's."""
+    contour, stage1 = _text_driven(), _text_driven()
+    titled(stage1, "StyleShot Loader")["inputs"]["adapter"] = "styleshot_stage1_ip.bin"
+    for prompt, name in ((contour, "contour"), (stage1, "stage1")):  # new prefixes: no fully cached prompt
+        titled(prompt, "Save image")["inputs"]["filename_prefix"] = f"style_suite/adapter_{name}"
+    first, second = _only_png(server, contour), _only_png(server, stage1)
+    assert first.shape == second.shape == (TEST_SIZE, TEST_SIZE, 3)
+    assert not np.array_equal(first, second)
+
+
+def test_a_missing_adapter_is_refused_before_running_with_the_folder_to_put_it_in(server, model_root):
+    prompt = _text_driven()
+    titled(prompt, "StyleShot Loader")["inputs"]["adapter"] = "ip.bin"  # the published name, not renamed
+    status, answer = server.post("/prompt", {"prompt": prompt})
+    assert status == 400
+    loader_id = next(k for k, n in prompt.items() if n["class_type"] == "StyleSuiteStyleShotLoader")
+    assert set(answer["node_errors"]) == {loader_id}
+    details = json.dumps(answer["node_errors"][loader_id])
+    assert "'ip.bin' was not found in the 'styleshot' model folder" in details
+    assert "rename it styleshot_contour_ip.bin" in details
+    assert "https://huggingface.co/Gaojunyao/StyleShot/resolve/main/pretrained_weight/ip.bin" in details
+    assert json.dumps(str(model_root / "styleshot"))[1:-1] in details  # the folders searched
+
+
+def test_the_encoder_file_in_the_adapter_slot_fails_saying_what_it_is(server):
+    prompt = _text_driven()
+    titled(prompt, "StyleShot Loader")["inputs"]["adapter"] = "style_aware_encoder.bin"
+    with pytest.raises(AssertionError) as failure:
+        server.run(prompt)
+    message = str(failure.value)
+    assert "style_aware_encoder.bin is not a StyleShot adapter" in message
+    assert "choose it as the style encoder" in message

@@ -34,8 +34,10 @@ def ui_to_api(ui, mappings):
         if node["type"] in FRONTEND_ONLY or node.get("mode", 0) != 0:
             continue
         cls = mappings[node["type"]]
+        names, values = widget_names(cls), node.get("widgets_values", [])
+        assert len(values) == len(names), f"node {node['id']} ({node['type']}) has {len(values)} widget values for {names}"
         inputs = {}
-        for name, value in zip(widget_names(cls), node.get("widgets_values", [])):
+        for name, value in zip(names, values):
             if name is not None:
                 inputs[name] = value
         for socket in node["inputs"]:
@@ -48,6 +50,7 @@ def ui_to_api(ui, mappings):
 
 def test_every_ui_workflow_has_an_api_twin():
     assert UI_WORKFLOWS, "no workflow is shipped"
+    assert "styleshot_text_driven.json" in {p.name for p in UI_WORKFLOWS}
     assert {p.name for p in UI_WORKFLOWS} == {p.name for p in (WORKFLOWS / "api").glob("*.json")}
 
 
@@ -58,5 +61,7 @@ def test_ui_and_api_workflows_are_the_same_graph(comfy, path):
     assert ui_to_api(ui, comfy[0].NODE_CLASS_MAPPINGS) == {
         node_id: {"class_type": node["class_type"], "inputs": node["inputs"]} for node_id, node in api.items()
     }
+    titles = {str(n["id"]): n.get("title") for n in ui["nodes"] if n["type"] not in FRONTEND_ONLY}
+    assert titles == {node_id: node["_meta"]["title"] for node_id, node in api.items()}  # tests set inputs by title
     notes = [n for n in ui["nodes"] if n["type"] in FRONTEND_ONLY]
     assert notes and "models/" in notes[0]["widgets_values"][0], "a Note must say which model files go where"
