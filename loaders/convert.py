@@ -54,6 +54,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out-dir", help="where to write (default: beside each input)")
     args = parser.parse_args(argv)
     dtype = torch.float16 if args.fp16 else None
+    if args.out_dir:
+        os.makedirs(args.out_dir, exist_ok=True)
     for path in args.files:
         out_path = _out_path(path, args.out_dir)
         try:

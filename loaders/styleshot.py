@@ -65,9 +65,11 @@ def load_encoder(path) -> StyleAwareEncoder:
     """`style_aware_encoder.bin` as published (fp16 CLIP blocks, fp32 rest) or converted -> fp32 module."""
     state_dict = read_state_dict(path)
     state_dict.pop(OPTIONAL_POSITION_IDS, None)
-    check_layout(state_dict, encoder_layout(), path, ENCODER_KIND, recognise)
+    # The unused CLIP embeddings are in the published file but not in the converter's output.
+    expected = {k: v for k, v in encoder_layout().items() if k in state_dict or k not in UNUSED_CLIP_EMBEDDINGS}
+    check_layout(state_dict, expected, path, ENCODER_KIND, recognise)
     for key in UNUSED_CLIP_EMBEDDINGS:
-        del state_dict[key]
+        state_dict.pop(key, None)
     return materialize(_meta(StyleAwareEncoder), state_dict)
 
 

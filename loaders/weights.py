@@ -85,13 +85,18 @@ def write_safetensors(path, tensors: dict, dtype=None, metadata=None) -> None:
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # the format aligns the data to 8 bytes
     partial = f"{path}.partial"
-    with open(partial, "wb") as file:
-        file.write(len(encoded).to_bytes(8, "little"))
-        file.write(encoded)
-        for tensor in tensors.values():
-            data = tensor.to(stored_dtype(tensor)).contiguous().reshape(-1).view(torch.uint8)
-            file.write(data.numpy().tobytes())
-    os.replace(partial, path)
+    try:
+        with open(partial, "wb") as file:
+            file.write(len(encoded).to_bytes(8, "little"))
+            file.write(encoded)
+            for tensor in tensors.values():
+                data = tensor.to(stored_dtype(tensor)).contiguous().reshape(-1).view(torch.uint8)
+                file.write(data.numpy().tobytes())
+        os.replace(partial, path)
+    except BaseException:  # a full disk or an interrupt must not leave a multi-GB .partial behind
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
 
 
 def check_layout(state_dict, expected, path, kind, recognise=None) -> None:
