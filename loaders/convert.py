@@ -11,29 +11,18 @@ import sys
 
 import torch
 
-from .sd15_controlnet import controlnet_layout
-from .styleshot import (
-    ADAPTER_KIND, CONTENT, CONTENT_KIND, ENCODER_KIND, OPTIONAL_POSITION_IDS, UNET_COPY, UNUSED_CLIP_EMBEDDINGS,
-    adapter_layout, encoder_layout, recognise,
-)
-from .weights import ModelFileError, check_layout, read_state_dict, write_safetensors
+from .styleshot import CONTENT, read_adapter_weights, read_encoder_weights
+from .weights import ModelFileError, read_state_dict, write_safetensors
 
 
 def convert_encoder(path, out_path, dtype=None) -> None:
-    state_dict = read_state_dict(path, keep=lambda key: key != OPTIONAL_POSITION_IDS)
-    check_layout(state_dict, encoder_layout(), path, ENCODER_KIND, recognise)
-    kept = {k: v for k, v in state_dict.items() if k not in UNUSED_CLIP_EMBEDDINGS}
-    write_safetensors(out_path, kept, dtype, _metadata(path))
+    write_safetensors(out_path, read_encoder_weights(path), dtype, _metadata(path))
 
 
 def convert_adapter(path, out_path, dtype=None) -> None:
-    state_dict = read_state_dict(path, keep=lambda key: not key.startswith(UNET_COPY))
-    content = {k[len(CONTENT):]: v for k, v in state_dict.items() if k.startswith(CONTENT)}
-    check_layout({k: v for k, v in state_dict.items() if not k.startswith(CONTENT)},
-                 adapter_layout(), path, ADAPTER_KIND, recognise)
-    if content:
-        check_layout(content, controlnet_layout(), path, CONTENT_KIND)
-    write_safetensors(out_path, state_dict, dtype, _metadata(path))
+    style, content = read_adapter_weights(path)
+    tensors = {**style, **{CONTENT + k: v for k, v in content.items()}}
+    write_safetensors(out_path, tensors, dtype, _metadata(path))
 
 
 def _metadata(path):

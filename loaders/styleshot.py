@@ -61,16 +61,30 @@ def recognise(state_dict):
     return annotators.recognise(state_dict)
 
 
-def load_encoder(path) -> StyleAwareEncoder:
-    """`style_aware_encoder.bin` as published (fp16 CLIP blocks, fp32 rest) or converted -> fp32 module."""
-    state_dict = read_state_dict(path)
-    state_dict.pop(OPTIONAL_POSITION_IDS, None)
-    # The unused CLIP embeddings are in the published file but not in the converter's output.
+def read_encoder_weights(path) -> dict:
+    """The checked tensors the encoder uses, from the published file or a converted one (which
+    leaves out CLIP's unused embeddings and position ids)."""
+    state_dict = read_state_dict(path, keep=lambda key: key != OPTIONAL_POSITION_IDS)
     expected = {k: v for k, v in encoder_layout().items() if k in state_dict or k not in UNUSED_CLIP_EMBEDDINGS}
     check_layout(state_dict, expected, path, ENCODER_KIND, recognise)
-    for key in UNUSED_CLIP_EMBEDDINGS:
-        state_dict.pop(key, None)
-    return materialize(_meta(StyleAwareEncoder), state_dict)
+    return {k: v for k, v in state_dict.items() if k not in UNUSED_CLIP_EMBEDDINGS}
+
+
+def read_adapter_weights(path):
+    """(style tensors, content-fusion tensors without their `controlnet.` prefix, or {}), checked;
+    the UNet copy is never read."""
+    state_dict = read_state_dict(path, keep=lambda key: not key.startswith(UNET_COPY))
+    content = {k[len(CONTENT):]: v for k, v in state_dict.items() if k.startswith(CONTENT)}
+    style = {k: v for k, v in state_dict.items() if not k.startswith(CONTENT)}
+    check_layout(style, adapter_layout(), path, ADAPTER_KIND, recognise)
+    if content:
+        check_layout(content, controlnet_layout(), path, CONTENT_KIND)
+    return style, content
+
+
+def load_encoder(path) -> StyleAwareEncoder:
+    """`style_aware_encoder.bin` as published (fp16 CLIP blocks, fp32 rest) or converted -> fp32 module."""
+    return materialize(_meta(StyleAwareEncoder), read_encoder_weights(path))
 
 
 def load_adapter(path) -> StyleShotAdapter:
@@ -78,12 +92,7 @@ def load_adapter(path) -> StyleShotAdapter:
     -> StyleShotAdapter in fp32. Its `content_fusion` attribute holds the content-fusion encoder's
     diffusers state dict (memory-mapped from the file where the format allows), or None for a file
     without it (the stage-1 release)."""
-    state_dict = read_state_dict(path, keep=lambda key: not key.startswith(UNET_COPY))
-    content = {k[len(CONTENT):]: v for k, v in state_dict.items() if k.startswith(CONTENT)}
-    style = {k: v for k, v in state_dict.items() if not k.startswith(CONTENT)}
-    check_layout(style, adapter_layout(), path, ADAPTER_KIND, recognise)
-    if content:
-        check_layout(content, controlnet_layout(), path, CONTENT_KIND)
+    style, content = read_adapter_weights(path)
     adapter = materialize(_meta(StyleShotAdapter), style)
     adapter.content_fusion = content or None
     return adapter
