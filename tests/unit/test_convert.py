@@ -25,29 +25,6 @@ UNUSED = (
 )
 
 
-def shared_file(tmp_path_factory, name, write):
-    """A fixture file written once per test session (other StyleShot test modules reuse it)."""
-    folder = tmp_path_factory.getbasetemp() / "styleshot-shared"
-    folder.mkdir(exist_ok=True)
-    path = folder / name
-    if not path.exists():
-        partial = folder / f"{name}.partial"
-        write(partial)
-        os.replace(partial, path)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def encoder_file(tmp_path_factory):
-    return shared_file(tmp_path_factory, "style_aware_encoder.bin", styleshot.write_encoder)
-
-
-@pytest.fixture(scope="module")
-def contour_file(tmp_path_factory):
-    return shared_file(tmp_path_factory, "styleshot_contour_ip.bin",
-                       lambda path: styleshot.write_adapter(path, content_fusion=styleshot.content_fusion_layout()))
-
-
 @pytest.fixture(scope="module")
 def out_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("converted")

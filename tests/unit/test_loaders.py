@@ -7,6 +7,7 @@ import pickle
 import pytest
 import torch
 from fixtures import annotators
+from fixtures.payload import Payload
 from safetensors.torch import save_file
 
 from style_suite.loaders.annotators import load_hed, load_lineart
@@ -84,23 +85,15 @@ def test_empty_and_truncated_files_are_refused(hed_file, tmp_path):
         load_hed(str(truncated))
 
 
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))  # creating the marker file would prove the pickle ran
-
-
 def test_a_pickle_that_runs_code_is_refused_and_does_not_run(tmp_path):
     marker = tmp_path / "ran"
     path = tmp_path / "ControlNetHED.pth"
-    torch.save({"norm": _Payload(str(marker))}, path)
+    torch.save({"norm": Payload(str(marker))}, path)
     with pytest.raises(ModelFileError, match="ControlNetHED.pth was refused"):
         load_hed(str(path))
     assert not marker.exists()
     with open(tmp_path / "plain.pth", "wb") as f:  # a bare pickle, not even a torch zip
-        pickle.dump(_Payload(str(marker)), f)
+        pickle.dump(Payload(str(marker)), f)
     with pytest.raises(ModelFileError):
         read_state_dict(str(tmp_path / "plain.pth"))
     assert not marker.exists()

@@ -3,7 +3,6 @@ Attention + IPAdapterAttnProcessor2_0, and the per-chunk routing of style tokens
 
 import pytest
 import torch
-import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, IPAdapterAttnProcessor2_0
 
 from style_suite.models.style_adapter import ADAPTER_LAYERS, StyleShotAdapter, StyleTokens, route, sdpa_attention, style_attention

@@ -5,7 +5,6 @@ crop and a numpy rendering of the published patch recursion.
 
 The encoder runs on real-shaped random weights (fixtures.styleshot, ~767M parameters) in fp32."""
 
-import os
 
 import numpy as np
 import pytest
@@ -16,7 +15,6 @@ from PIL import Image
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from style_suite.loaders.styleshot import load_adapter, load_encoder
-from style_suite.models.style_adapter import StyleShotAdapter
 from style_suite.models.style_patches import patch_tree, style_crop
 
 HIDDEN = 1280
@@ -28,23 +26,6 @@ SPEC_EXPERTS = (
 )
 GROUP_SIZES = (8, 16, 32)
 PATCH_SIDES = (128, 64, 32)
-
-
-def shared_file(tmp_path_factory, name, write):
-    """A fixture file written once per test session (other StyleShot test modules reuse it)."""
-    folder = tmp_path_factory.getbasetemp() / "styleshot-shared"
-    folder.mkdir(exist_ok=True)
-    path = folder / name
-    if not path.exists():
-        partial = folder / f"{name}.partial"
-        write(partial)
-        os.replace(partial, path)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def encoder_file(tmp_path_factory):
-    return shared_file(tmp_path_factory, "style_aware_encoder.bin", styleshot.write_encoder)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pickle
 import pytest
 import torch
 from fixtures import annotators, styleshot
+from fixtures.payload import Payload
 from safetensors.torch import save_file
 
 from style_suite.loaders.sd15_controlnet import controlnet_layout
@@ -16,28 +17,9 @@ from style_suite.loaders.styleshot import load_adapter, load_encoder
 from style_suite.loaders.weights import ModelFileError
 
 
-def shared_file(tmp_path_factory, name, write):
-    """A fixture file written once per test session (other StyleShot test modules reuse it)."""
-    folder = tmp_path_factory.getbasetemp() / "styleshot-shared"
-    folder.mkdir(exist_ok=True)
-    path = folder / name
-    if not path.exists():
-        partial = folder / f"{name}.partial"
-        write(partial)
-        os.replace(partial, path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def cf_layout():
     return styleshot.content_fusion_layout()
-
-
-@pytest.fixture(scope="module")
-def contour_file(tmp_path_factory, cf_layout):
-    """ip.bin as published: adapter, content-fusion encoder and a sample of the UNet copy."""
-    return shared_file(tmp_path_factory, "styleshot_contour_ip.bin",
-                       lambda path: styleshot.write_adapter(path, content_fusion=cf_layout))
 
 
 @pytest.fixture(scope="module")
@@ -192,24 +174,16 @@ def test_an_annotator_file_in_the_styleshot_slots_is_recognised(hed_file):
         assert "It looks like the HED network" in message
 
 
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))  # creating the marker file would prove the pickle ran
-
-
 def test_a_pickle_that_runs_code_is_refused_and_does_not_run(tmp_path):
     marker = tmp_path / "ran"
     sd = styleshot.adapter_state_dict(content_fusion=False, unet=False)
-    sd["adapter_modules.1.to_k_ip.weight"] = _Payload(str(marker))
+    sd["adapter_modules.1.to_k_ip.weight"] = Payload(str(marker))
     path = save(tmp_path, "ip.bin", sd)
     assert "ip.bin was refused" in refused(load_adapter, path)
     assert "style_aware_encoder.bin was refused" in refused(
-        load_encoder, save(tmp_path, "style_aware_encoder.bin", {"cnn.0.conv_in.weight": _Payload(str(marker))}))
+        load_encoder, save(tmp_path, "style_aware_encoder.bin", {"cnn.0.conv_in.weight": Payload(str(marker))}))
     with open(tmp_path / "plain.bin", "wb") as f:  # a bare pickle, not a torch zip
-        pickle.dump({"adapter_modules.1.to_k_ip.weight": _Payload(str(marker))}, f)
+        pickle.dump({"adapter_modules.1.to_k_ip.weight": Payload(str(marker))}, f)
     refused(load_adapter, str(tmp_path / "plain.bin"))
     assert not marker.exists()
 
