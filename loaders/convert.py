@@ -14,6 +14,8 @@ import torch
 from .styleshot import CONTENT, read_adapter_weights, read_encoder_weights
 from .weights import ModelFileError, read_state_dict, write_safetensors
 
+ENCODER_PROBE = "image_encoder.visual_projection.weight"  # only the style encoder file has it
+
 
 def convert_encoder(path, out_path, dtype=None) -> None:
     write_safetensors(out_path, read_encoder_weights(path), dtype, _metadata(path))
@@ -48,8 +50,8 @@ def main(argv=None) -> int:
     for path in args.files:
         out_path = _out_path(path, args.out_dir)
         try:
-            keys = read_state_dict(path, keep=lambda key: key.startswith("image_encoder."))
-            (convert_encoder if keys else convert_adapter)(path, out_path, dtype)
+            probe = read_state_dict(path, keep=lambda key: key == ENCODER_PROBE)  # one small tensor
+            (convert_encoder if probe else convert_adapter)(path, out_path, dtype)
         except (OSError, ModelFileError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 1

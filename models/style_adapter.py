@@ -84,11 +84,14 @@ class StyleShotAdapter(nn.Module):
         weight = self.style_image_proj_modules[0].proj.weight
         return self.project(torch.zeros(1, 3, EMBED_DIM, device=weight.device, dtype=weight.dtype))
 
-    def keys_values(self, index, tokens):
-        """Project style tokens [N, 6, 768] with layer `index`'s to_k_ip/to_v_ip."""
+    def keys_values(self, index, style):
+        """Layer `index`'s style keys and values: (k_cond, v_cond, k_uncond, v_uncond), projected
+        from `style` (StyleTokens) with its to_k_ip/to_v_ip. They depend on nothing else, so
+        callers compute them once, not at every step."""
         layer = self.adapter_modules[str(index)]
-        tokens = tokens.to(layer.to_k_ip.weight)
-        return layer.to_k_ip(tokens), layer.to_v_ip(tokens)
+        weight = layer.to_k_ip.weight
+        cond, uncond = style.cond.to(weight), style.uncond.to(weight)
+        return layer.to_k_ip(cond), layer.to_v_ip(cond), layer.to_k_ip(uncond), layer.to_v_ip(uncond)
 
 
 def route(cond, uncond, cond_or_uncond, rows):
@@ -109,12 +112,12 @@ def route(cond, uncond, cond_or_uncond, rows):
     return torch.cat(parts)
 
 
-def style_attention(adapter, index, q, style, cond_or_uncond, heads, attention):
-    """The style half of decoupled cross-attention for layer `index`: `attention(q, K_ip, V_ip,
-    heads)` with a separate softmax over the 6 style tokens, sharing the query `q` [B, N, C]."""
+def style_attention(q, keys_values, cond_or_uncond, heads, attention):
+    """The style half of decoupled cross-attention: `attention(q, K_ip, V_ip, heads)` with a
+    separate softmax over the 6 style tokens, sharing the query `q` [B, N, C]; `keys_values` is
+    StyleShotAdapter.keys_values() of the layer."""
     rows = q.shape[0] // len(cond_or_uncond)
-    k_cond, v_cond = adapter.keys_values(index, style.cond)
-    k_uncond, v_uncond = adapter.keys_values(index, style.uncond)
+    k_cond, v_cond, k_uncond, v_uncond = keys_values
     k = route(k_cond, k_uncond, cond_or_uncond, rows).to(q)
     v = route(v_cond, v_uncond, cond_or_uncond, rows).to(q)
     return attention(q, k, v, heads)

@@ -12,7 +12,7 @@ import copy
 import comfy.ldm.modules.attention as attention_module
 import torch.nn.functional as F
 
-from ..models.style_adapter import ADAPTER_LAYERS, StyleTokens, route, style_attention
+from ..models.style_adapter import ADAPTER_LAYERS, route, style_attention
 
 # Newer ComfyUI lets other packs override attention through transformer_options; older ones
 # do not accept the argument.
@@ -37,7 +37,8 @@ class StyleInjection:
         self.sigma_end = sigma_end
         self.mask = mask  # [M, H, W] 0..1 or None
         self._step = (None, True)  # (sigmas tensor of the current step, whether style is on)
-        self._tokens = {}  # style tokens per (device, dtype)
+        self._keys_values = {}  # per (layer, device, dtype): fixed for the whole sampling run
+        self._masks = {}  # resized masks per (batch layout, token grid, device, dtype)
 
     def active(self, extra) -> bool:
         """Whether style applies at this step. Reading sigma waits for the GPU, so it is done once
@@ -52,24 +53,32 @@ class StyleInjection:
             self._step = (sigmas, self.sigma_end <= sigma <= self.sigma_start)
         return self._step[1]
 
-    def tokens_for(self, q):
-        key = (q.device, q.dtype)
-        if key not in self._tokens:
-            self._tokens[key] = StyleTokens(self.style.cond.to(q), self.style.uncond.to(q))
-        return self._tokens[key]
+    def keys_values(self, index, q):
+        key = (index, q.device, q.dtype)
+        if key not in self._keys_values:
+            projected = self.adapter_patcher.model.keys_values(index, self.style)
+            self._keys_values[key] = tuple(t.to(q) for t in projected)
+        return self._keys_values[key]
 
     def __call__(self, index, q, extra):
         cond_or_uncond = extra["cond_or_uncond"]
-        out = style_attention(self.adapter_patcher.model, index, q, self.tokens_for(q), cond_or_uncond,
-                              extra["n_heads"], lambda q, k, v, heads: text_attention(q, k, v, extra))
+        out = style_attention(q, self.keys_values(index, q), cond_or_uncond, extra["n_heads"],
+                              lambda q, k, v, heads: text_attention(q, k, v, extra))
         if self.mask is not None:
             out = out * self._mask_for(q, extra, len(cond_or_uncond))
         return out * self.strength
 
     def _mask_for(self, q, extra, chunks):
-        """The mask resized to this layer's token grid, one row per batch row: [B, N, 1]."""
-        height, width = _token_grid(q.shape[1], extra)
-        mask = F.interpolate(self.mask[:, None].to(q), size=(height, width), mode="bilinear")
+        """The mask resized to this layer's token grid, one row per batch row: [B, N, 1]; the
+        same for every step, so resized once per layout."""
+        grid = _token_grid(q.shape[1], extra)
+        key = (q.shape[0], chunks, grid, q.device, q.dtype)
+        if key not in self._masks:
+            self._masks[key] = self._resized_mask(q, grid, chunks)
+        return self._masks[key]
+
+    def _resized_mask(self, q, grid, chunks):
+        mask = F.interpolate(self.mask[:, None].to(q), size=grid, mode="bilinear")
         mask = mask.reshape(mask.shape[0], -1, 1)
         rows = q.shape[0] // chunks
         try:

@@ -32,7 +32,7 @@ def ours(attn, adapter, index, x, text, style, cond_or_uncond, scale):
     """The pack's math as ComfyUI drives it: q/k/v from the layer's own projections, text
     attention + scale * style attention, then to_out."""
     q, k, v = attn.to_q(x), attn.to_k(text), attn.to_v(text)
-    out = sdpa_attention(q, k, v, HEADS) + scale * style_attention(adapter, index, q, style, cond_or_uncond, HEADS, sdpa_attention)
+    out = sdpa_attention(q, k, v, HEADS) + scale * style_attention(q, adapter.keys_values(index, style), cond_or_uncond, HEADS, sdpa_attention)
     return attn.to_out[1](attn.to_out[0](out))
 
 
@@ -150,7 +150,7 @@ def test_style_attention_routes_uncond_tokens_to_the_uncond_chunk(adapter):
     cond = torch.randn(2, 6, 768, generator=generator)
     uncond = torch.randn(1, 6, 768, generator=generator)
     q = torch.randn(6, 10, 320, generator=generator)  # chunks [0, 1, 0] of 2 rows
-    out = style_attention(adapter, index, q, StyleTokens(cond, uncond), [0, 1, 0], HEADS, sdpa_attention)
+    out = style_attention(q, adapter.keys_values(index, StyleTokens(cond, uncond)), [0, 1, 0], HEADS, sdpa_attention)
     layer = adapter.adapter_modules[str(index)]
 
     def expected(row, tokens):
@@ -166,13 +166,13 @@ def test_style_attention_in_half_precision_follows_q(adapter):
     generator = torch.Generator().manual_seed(6)
     q = torch.randn(2, 10, 1280, generator=generator)
     style = StyleTokens(torch.randn(1, 6, 768, generator=generator), torch.randn(1, 6, 768, generator=generator))
-    full = style_attention(adapter, 9, q, style, [0, 1], HEADS, sdpa_attention)
+    full = style_attention(q, adapter.keys_values(9, style), [0, 1], HEADS, sdpa_attention)
     seen = {}
 
     def attention(q, k, v, heads):
         seen["dtypes"] = (q.dtype, k.dtype, v.dtype)
         return sdpa_attention(q.float(), k.float(), v.float(), heads).to(q.dtype)
 
-    half = style_attention(adapter, 9, q.to(torch.bfloat16), style, [0, 1], HEADS, attention)
+    half = style_attention(q.to(torch.bfloat16), adapter.keys_values(9, style), [0, 1], HEADS, attention)
     assert seen["dtypes"] == (torch.bfloat16,) * 3
     torch.testing.assert_close(half.float(), full, rtol=0.05, atol=0.05)
