@@ -4,16 +4,18 @@ from dataclasses import dataclass
 
 import comfy.model_management as mm
 import comfy.model_patcher
+import nodes as comfy_nodes
 import torch
 
-from ..loaders.model_files import STYLE_ENCODER, STYLESHOT_CONTOUR
+from ..loaders.model_files import STYLE_ENCODER, STYLESHOT_CONTOUR, STYLESHOT_LINEART
 from ..loaders.styleshot import load_adapter, load_encoder
 from ..models.style_adapter import LAYER_PRESETS, StyleTokens
 from ..models.style_encoder import PATCHES_PER_IMAGE
 from ..models.style_patches import patch_tree, style_crop
+from ..patches.content_fusion import content_encoder, style_controlnet
 from ..patches.model_check import require_sd1
 from ..patches.styleshot import StyleInjection, apply_style
-from ..preprocessors.image import check_images
+from ..preprocessors.image import check_images, to_rgb_uint8
 from . import host
 
 CATEGORY = "style_suite/StyleShot"
@@ -138,9 +140,8 @@ class StyleShotApplyStyle:
         }
 
     def apply(self, model, styleshot, style, strength, start_percent, end_percent, layers, attn_mask=None):
-        require_sd1(model, "StyleShot Apply Style")
-        if start_percent > end_percent:
-            raise ValueError(f"start_percent ({start_percent}) is after end_percent ({end_percent}): set start at or before end")
+        require_sd1(model.model, "StyleShot Apply Style")
+        _check_range(start_percent, end_percent)
         if layers not in LAYER_PRESETS:
             raise ValueError(f"unknown layers preset '{layers}': choose one of {', '.join(LAYER_PRESETS)}")
         sampling = model.get_model_object("model_sampling")
@@ -151,6 +152,63 @@ class StyleShotApplyStyle:
             mask=_masks(attn_mask),
         )
         return (apply_style(model, injection, LAYER_PRESETS[layers]),)
+
+
+class StyleShotApplyContent:
+    DESCRIPTION = (
+        "Image-driven StyleShot: the content map (StyleShot Contour with the contour release, Lineart with the "
+        "lineart release) steers the layout through StyleShot's content-fusion encoder, a ControlNet that reads "
+        "the style tokens instead of the text. Use with Apply Style on the MODEL, and size the latent from the map."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING")
+    RETURN_NAMES = ("positive", "negative")
+    OUTPUT_TOOLTIPS = ("Positive conditioning with the content encoder attached.",
+                       "Negative conditioning with the content encoder attached (it gets the map too, as published).")
+    FUNCTION = "apply"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "positive": ("CONDITIONING", {"tooltip": "Prompt conditioning. Other ControlNets on it keep seeing the text."}),
+                "negative": ("CONDITIONING", {"tooltip": "Negative conditioning."}),
+                "styleshot": ("STYLESHOT", {"tooltip": "From StyleShot Loader, with the contour or lineart release's ip.bin."}),
+                "style": ("STYLESHOT_STYLE", {"tooltip": "From StyleShot Encode Style: the content encoder reads these tokens."}),
+                "content_map": ("IMAGE", {"tooltip": "The content map, used as is (never blurred): one map, or one per latent."}),
+                "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01, "tooltip": "Weight of the content encoder's residuals. 1.0 as published; 0 leaves the conditioning unchanged."}),
+                "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.001, "tooltip": "Sampling progress at which content control starts."}),
+                "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.001, "tooltip": "Sampling progress at which content control stops."}),
+            }
+        }
+
+    def apply(self, positive, negative, styleshot, style, content_map, strength, start_percent, end_percent):
+        adapter = styleshot.adapter.model
+        if adapter.content_fusion is None:
+            raise ValueError(_no_content_fusion(styleshot.adapter_name))
+        _check_range(start_percent, end_percent)
+        hint = to_rgb_uint8(content_map).float().div(255).to(mm.intermediate_device())  # as StyleShot's RGB map
+        maps, styles = hint.shape[0], style.cond.shape[0]
+        if maps > 1 and styles > 1 and maps != styles:
+            raise ValueError(f"{maps} content maps and {styles} styles: give 1 of either, or as many of both")
+        control = style_controlnet(content_encoder(adapter), style)
+        return comfy_nodes.ControlNetApplyAdvanced().apply_controlnet(
+            positive, negative, control, hint, strength, start_percent, end_percent)
+
+
+def _no_content_fusion(adapter_name):
+    return (
+        f"StyleShot Apply Content needs the content-fusion encoder, and the adapter '{adapter_name}' has none "
+        "(it is a style-only ip.bin, like StyleShot's stage-1 weights; text-driven Apply Style works with it). "
+        f"Load the contour release's ip.bin ({STYLESHOT_CONTOUR.url}, renamed {STYLESHOT_CONTOUR.name}) or the "
+        f"lineart release's ({STYLESHOT_LINEART.url}, renamed {STYLESHOT_LINEART.name}), or a .safetensors "
+        "converted from one of them, as the StyleShot Loader's adapter."
+    )
+
+
+def _check_range(start_percent, end_percent):
+    if start_percent > end_percent:
+        raise ValueError(f"start_percent ({start_percent}) is after end_percent ({end_percent}): set start at or before end")
 
 
 def _masks(mask):
@@ -168,9 +226,11 @@ NODE_CLASS_MAPPINGS = {
     "StyleSuiteStyleShotLoader": StyleShotLoader,
     "StyleSuiteStyleShotEncodeStyle": StyleShotEncodeStyle,
     "StyleSuiteStyleShotApplyStyle": StyleShotApplyStyle,
+    "StyleSuiteStyleShotApplyContent": StyleShotApplyContent,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "StyleSuiteStyleShotLoader": "StyleShot Loader",
     "StyleSuiteStyleShotEncodeStyle": "StyleShot Encode Style",
     "StyleSuiteStyleShotApplyStyle": "StyleShot Apply Style",
+    "StyleSuiteStyleShotApplyContent": "StyleShot Apply Content",
 }

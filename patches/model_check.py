@@ -3,18 +3,19 @@
 import comfy.model_base
 
 
-def cross_attention_layers(model):
-    """The cross-attention modules of a MODEL's diffusion network (attn2 of each transformer block)."""
-    network = getattr(model.model, "diffusion_model", None)
+def cross_attention_layers(base):
+    """The cross-attention modules of a model's diffusion network (attn2 of each transformer block);
+    `base` is the ComfyUI model a MODEL (ModelPatcher) wraps, `MODEL.model`."""
+    network = getattr(base, "diffusion_model", None)
     if network is None:
         return []
     return [m.attn2 for m in network.modules() if getattr(m, "attn2", None) is not None]
 
 
-def require_sd1(model, feature) -> None:
-    """SD1.x: a UNet with 16 cross-attention layers reading 768-wide text tokens."""
-    base = model.model
-    layers = cross_attention_layers(model)
+def require_sd1(base, feature) -> None:
+    """SD1.x: a UNet with 16 cross-attention layers reading 768-wide text tokens (`base` as in
+    cross_attention_layers)."""
+    layers = cross_attention_layers(base)
     widths = {layer.to_k.in_features for layer in layers if hasattr(layer, "to_k")}
     if isinstance(base, comfy.model_base.BaseModel) and len(layers) == 16 and widths == {768}:
         return

@@ -5,10 +5,12 @@ import os
 from pathlib import Path
 
 import pytest
-from fixtures import annotators, images, styleshot
+from fixtures import annotators, images, sd15_unet
+from fixtures import styleshot as styleshot_files
 from fixtures.comfy_inprocess import comfyui_with_pack
 from fixtures.comfy_server import ComfyServer, write_extra_model_paths
 from fixtures.sd15_checkpoint import write_sd15_checkpoint
+from fixtures.styleshot_nodes import LATENT, encode, forward, install_ip_adapter, load, style_image, tensors
 from PIL import Image
 
 INPUT_IMAGE = "example.png"  # the name the shipped workflows load (ComfyUI ships input/example.png)
@@ -32,7 +34,7 @@ def model_root(tmp_path_factory):
     styleshot/ with StyleShot's files and checkpoints/ (its SD1.5 file comes from `sd15_checkpoint`)."""
     root = tmp_path_factory.mktemp("models")
     annotators.write_annotators(root / "annotators")
-    styleshot.write_styleshot(root / "styleshot")
+    styleshot_files.write_styleshot(root / "styleshot")
     (root / "checkpoints").mkdir()
     return root
 
@@ -74,3 +76,54 @@ def server(comfyui_path, model_root, sd15_checkpoint, input_dir, tmp_path_factor
     comfy_server = ComfyServer(comfyui_path, base, extra)
     yield comfy_server
     comfy_server.stop()
+
+
+# --- StyleShot nodes on a full-size random SD1.5 UNet (module scope: freed after each module) ------
+
+
+@pytest.fixture(scope="module")
+def pack(comfy):
+    return comfy[1]
+
+
+@pytest.fixture(scope="module")
+def styleshot(pack):
+    """STYLESHOT from the contour ip.bin look-alike (with its content-fusion encoder)."""
+    return load(pack)
+
+
+@pytest.fixture(scope="module")
+def style(pack, styleshot):
+    """One style image, shuffled with seed 0: cond [1, 6, 768]."""
+    return encode(pack, styleshot, style_image(3))
+
+
+@pytest.fixture(scope="module")
+def unets(comfy):
+    """(diffusers UNet, the same weights as a ComfyUI MODEL): full-size SD1.5, random weights."""
+    unet = sd15_unet.diffusers_sd15_unet(seed=0)
+    return unet, sd15_unet.comfy_model_from_diffusers(unet)
+
+
+@pytest.fixture(scope="module")
+def sd15(unets):
+    model = unets[1]
+    assert type(model.model).__name__ == "BaseModel" and type(model.model.model_config).__name__ == "SD15"
+    return model
+
+
+@pytest.fixture(scope="module")
+def ip_unet(unets, styleshot):
+    """The diffusers UNet with IP-Adapter processors carrying the adapter's weights."""
+    return install_ip_adapter(unets[0], styleshot.adapter.model)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    """x [2, 4, 8, 8] and text context [2, 77, 768] (negative, positive) for [uncond, cond] calls."""
+    return tensors(1, 2, *LATENT), tensors(2, 2, 77, 768)
+
+
+@pytest.fixture(scope="module")
+def plain(sd15, batch):
+    return forward(sd15, *batch, [1, 0])

@@ -10,52 +10,17 @@ comfy.sd.load_diffusion_model_state_dict (ComfyUI converts the diffusers layout 
 
 import pytest
 import torch
-from fixtures import images, sd15_unet
+from fixtures import sd15_unet
+from fixtures.styleshot_nodes import ALL, LATENT, T, apply, encode, forward, load, style_image, tensors
 
-ALL = "all 16 (published)"
 OUTPUT_ONLY = "output blocks only"
 MIDDLE_ONLY = "middle only (test preset)"
-ENCODER, ADAPTER = "style_aware_encoder.bin", "styleshot_contour_ip.bin"
-T = 500.0  # diffusion timestep of the direct UNet calls (sigma ~ 2.5 in SD1.5's schedule)
-LATENT = (4, 8, 8)
 # SD1.5's 16 cross-attention layers as ComfyUI names them (research/comfyui.md 3.4), written out
 # here rather than taken from the pack.
 LAYER_KEYS = [("input", i) for i in (1, 2, 4, 5, 7, 8)] + [("middle", 0)] + [("output", i) for i in range(3, 12)]
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def node(pack, name):
-    return pack.NODE_CLASS_MAPPINGS["StyleSuiteStyleShot" + name]()
-
-
-def load(pack):
-    return node(pack, "Loader").load(ENCODER, ADAPTER)[0]
-
-
-def encode(pack, styleshot, image, seed=0, shuffle=True, blend=False):
-    return node(pack, "EncodeStyle").encode(styleshot, image, seed, shuffle, blend)[0]
-
-
-def apply(pack, model, styleshot, style, strength=1.0, start=0.0, end=1.0, layers=ALL, mask=None):
-    extra = {} if mask is None else {"attn_mask": mask}
-    return node(pack, "ApplyStyle").apply(model, styleshot, style, strength, start, end, layers, **extra)[0]
-
-
-def style_image(*seeds):
-    return images.comfy_image(*[images.photo(96, 128, seed) for seed in seeds])
-
-
-def forward(model, x, context, cond_or_uncond, t=T):
-    """One call of the MODEL's UNet as ComfyUI's sampler makes it (eps output), with the timestep
-    given directly (apply_model would take sigma and scale x first)."""
-    sampling = model.get_model_object("model_sampling")
-    timesteps = torch.full((x.shape[0],), float(t))
-    options = dict(model.model_options["transformer_options"])
-    options.update(cond_or_uncond=list(cond_or_uncond), sigmas=sampling.sigma(timesteps))
-    with torch.no_grad():
-        return model.model.diffusion_model(x, timesteps=timesteps, context=context, transformer_options=options)
 
 
 def replacements(model):
@@ -72,10 +37,6 @@ def text_attention(q, k, v, extra):
     import comfy.ldm.modules.attention as attention
 
     return attention.optimized_attention(q, k, v, extra["n_heads"])
-
-
-def tensors(seed, *shape):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 class Attn2Replace:
@@ -158,86 +119,9 @@ def with_replacements(model, patches):
 
 
 @pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy[1]
-
-
-@pytest.fixture(scope="module")
-def styleshot(pack):
-    return load(pack)
-
-
-@pytest.fixture(scope="module")
-def style(pack, styleshot):
-    """One style image, shuffled with seed 0: cond [1, 6, 768]."""
-    return encode(pack, styleshot, style_image(3))
-
-
-@pytest.fixture(scope="module")
 def pair(pack, styleshot):
     """Two style images, not blended, unshuffled: cond [2, 6, 768]."""
     return encode(pack, styleshot, style_image(3, 4), shuffle=False)
-
-
-@pytest.fixture(scope="module")
-def unets(comfy):
-    """(diffusers UNet, the same weights as a ComfyUI MODEL): full-size SD1.5, random weights."""
-    unet = sd15_unet.diffusers_sd15_unet(seed=0)
-    return unet, sd15_unet.comfy_model_from_diffusers(unet)
-
-
-@pytest.fixture(scope="module")
-def sd15(unets):
-    model = unets[1]
-    assert type(model.model).__name__ == "BaseModel" and type(model.model.model_config).__name__ == "SD15"
-    return model
-
-
-@pytest.fixture(scope="module")
-def ip_unet(unets, styleshot):
-    """The diffusers UNet with IP-Adapter processors on every attn2, carrying the adapter's
-    to_k_ip/to_v_ip (`adapter_modules.{idx}`, idx in diffusers' attn_processors order), plain
-    AttnProcessor2_0 on attn1, and an identity encoder_hid_proj so that
-    added_cond_kwargs={"image_embeds": [tokens]} reaches the processors as (text, [tokens])."""
-    from diffusers.models.attention_processor import AttnProcessor2_0, IPAdapterAttnProcessor2_0
-
-    unet = unets[0]
-    weights = styleshot.adapter.model.adapter_modules
-    names = list(unet.attn_processors)
-    assert len(names) == 32 and names[31] == "mid_block.attentions.0.transformer_blocks.0.attn2.processor"
-    processors = {}
-    for index, name in enumerate(names):
-        if index % 2 == 0:
-            assert name.endswith("attn1.processor")
-            processors[name] = AttnProcessor2_0()
-            continue
-        assert name.endswith("attn2.processor")
-        layer = weights[str(index)]
-        processor = IPAdapterAttnProcessor2_0(layer.to_k_ip.out_features, 768, num_tokens=(6,), scale=1.0)
-        with torch.no_grad():
-            processor.to_k_ip[0].weight.copy_(layer.to_k_ip.weight)
-            processor.to_v_ip[0].weight.copy_(layer.to_v_ip.weight)
-        processors[name] = processor
-    unet.set_attn_processor(processors)
-
-    class Tokens(torch.nn.Module):
-        def forward(self, image_embeds):
-            return image_embeds
-
-    unet.encoder_hid_proj = Tokens()
-    unet.register_to_config(encoder_hid_dim_type="ip_image_proj")
-    return unet
-
-
-@pytest.fixture(scope="module")
-def batch():
-    """x [2, 4, 8, 8] and text context [2, 77, 768] (negative, positive) for [uncond, cond] calls."""
-    return tensors(1, 2, *LATENT), tensors(2, 2, 77, 768)
-
-
-@pytest.fixture(scope="module")
-def plain(sd15, batch):
-    return forward(sd15, *batch, [1, 0])
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,101 @@
+"""StyleShot's content-fusion encoder as a ComfyUI ControlNet (research/styleshot.md 4,
+research/comfyui.md 4).
+
+The encoder is a stock SD1.5 ControlNet in diffusers layout, so ComfyUI's own loader builds it and
+ComfyUI's own ControlNet code runs it (hint resizing, strength, start/end, chaining, merging).
+What differs is the context of its cross-attention: the 6 style tokens of each batch chunk
+(conditional tokens for cond chunks, unconditional ones for uncond chunks), never the text. The
+context comes from the control object itself, so other ControlNets in the same chain still see
+the text.
+"""
+
+import logging
+import weakref
+
+import comfy.controlnet
+
+from ..models.style_adapter import route
+from .model_check import require_sd1
+
+FEATURE = "StyleShot Apply Content"
+
+_encoders = weakref.WeakKeyDictionary()  # StyleShotAdapter -> the ControlNet built from its weights
+
+
+def content_encoder(adapter):
+    """The adapter's content-fusion weights (`adapter.content_fusion`, diffusers layout) as a
+    ComfyUI ControlNet, built once per loaded adapter and dropped with it."""
+    if adapter not in _encoders:
+        control = comfy.controlnet.load_controlnet_state_dict(dict(adapter.content_fusion))  # pops from its argument
+        if control is None:
+            raise ValueError("ComfyUI did not recognise the content-fusion encoder as an SD1.5 ControlNet")
+        _encoders[adapter] = control
+    return _encoders[adapter]
+
+
+def style_controlnet(controlnet, style):
+    """A copy of ComfyUI ControlNet `controlnet` whose cross-attention context is `style`
+    (StyleTokens); ControlNet.copy() builds the copy, which then takes this class."""
+    control = comfy.controlnet.ControlNet.copy(controlnet)
+    control.__class__ = StyleContentControlNet
+    control.style = style
+    return control
+
+
+class StyleContentControlNet(comfy.controlnet.ControlNet):
+    style = None  # StyleTokens, set by style_controlnet()
+
+    def copy(self):
+        return style_controlnet(self, self.style)
+
+    def pre_run(self, model, percent_to_timestep_function):
+        require_sd1(model, FEATURE)  # before the first step, not as a shape error inside it
+        super().pre_run(model, percent_to_timestep_function)
+
+    def get_control(self, x_noisy, t, cond, batched_number, transformer_options):
+        cond_or_uncond = transformer_options.get("cond_or_uncond") or [0] * batched_number
+        rows = x_noisy.shape[0] // len(cond_or_uncond)
+        self._check_content_batch(rows)
+        if self.cond_hint is None:
+            self._report_resize(x_noisy)
+        styled = {**cond, "crossattn_controlnet": route(self.style.cond, self.style.uncond, cond_or_uncond, rows)}
+        previous = self.previous_controlnet
+        if previous is None:
+            return super().get_control(x_noisy, t, styled, batched_number, transformer_options)
+        # ControlNet.get_control passes its own cond to the previous ControlNet: run that one first
+        # with the text cond, and hand ComfyUI its result for merging.
+        self.previous_controlnet = _Computed(previous.get_control(x_noisy, t, cond, batched_number, transformer_options))
+        try:
+            return super().get_control(x_noisy, t, styled, batched_number, transformer_options)
+        finally:
+            self.previous_controlnet = previous
+
+    def _check_content_batch(self, rows):
+        maps = self.cond_hint_original.shape[0]
+        if maps not in (1, rows):
+            raise ValueError(
+                f"{FEATURE}: {maps} content maps for a latent batch of {rows}: "
+                "give 1 content map, or one per latent"
+            )
+
+    def _report_resize(self, x_noisy):
+        """ComfyUI fits the map to the latent (centre crop, nearest-exact: binary maps stay binary).
+        StyleShot's output takes the map's size, so say when they differ by more than rounding."""
+        height, width = self.cond_hint_original.shape[-2:]
+        latent = tuple(x_noisy.shape[-2:])
+        if (height // self.compression_ratio, width // self.compression_ratio) != latent:
+            logging.warning(
+                "%s: the content map is %dx%d but the latent is %dx%d: the map is cropped to the centre and "
+                "resized. Size the latent from the map (Get Image Size -> Empty Latent Image) to keep all of it.",
+                FEATURE, width, height, latent[1] * self.compression_ratio, latent[0] * self.compression_ratio,
+            )
+
+
+class _Computed:
+    """Stands in for the previous ControlNet for one call: returns what it already computed."""
+
+    def __init__(self, control):
+        self.control = control
+
+    def get_control(self, *args):
+        return self.control

@@ -1,0 +1,333 @@
+"""StyleShot Apply Content inside a real ComfyUI (in this process, CPU), on a full-size SD1.5 UNet and
+the full-size content-fusion encoder of the contour ip.bin look-alike, random weights: parity with
+diffusers (UNet2DConditionModel with IP-Adapter processors + ControlNetModel fed the style tokens, in
+the published order), the context per batch chunk, chaining with a stock ControlNet and a
+T2I-Adapter that keep the text, the hint, refusal, and sampling at cfg 4 and 1."""
+
+import pytest
+import torch
+from fixtures import sd15_unet
+from fixtures.styleshot_nodes import LATENT, T, apply, forward, load, node, tensors
+
+MAP = 64  # content-map side: latent 8 x 8
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def apply_content(pack, positive, negative, styleshot, style, content_map, strength=1.0, start=0.0, end=1.0):
+    return node(pack, "ApplyContent").apply(positive, negative, styleshot, style, content_map, strength, start, end)
+
+
+def conditioning(seed):
+    return [[tensors(seed, 1, 77, 768), {}]]
+
+
+def binary_map(seed, height=MAP, width=MAP, batch=1):
+    """A contour-like IMAGE: white strokes (1.0) on black, 3 channels."""
+    on = torch.rand(batch, height, width, 1, generator=torch.Generator().manual_seed(seed)) > 0.8
+    return on.float().expand(-1, -1, -1, 3).contiguous()
+
+
+def control_of(cond):
+    return cond[0][1]["control"]
+
+
+def run_control(control, model, x, context, cond_or_uncond, t=T):
+    """What ComfyUI's calc_cond_batch does with a cond's control for one model call: pre_run, then
+    get_control on the noisy latent at sigma(t) (which it scales back as apply_model does)."""
+    sampling = model.get_model_object("model_sampling")
+    control.pre_run(model.model, lambda percent: sampling.percent_to_sigma(percent))
+    sigma = sampling.sigma(torch.full((x.shape[0],), float(t)))
+    noisy = x * (sigma ** 2 + 1).sqrt()[:, None, None, None]
+    try:
+        with torch.no_grad():
+            return control.get_control(noisy, sigma, {"c_crossattn": context}, len(cond_or_uncond),
+                                       {"cond_or_uncond": list(cond_or_uncond)})
+    finally:
+        control.cleanup()
+
+
+class Spy:
+    """Records the context and hint each call of a ControlNet module receives."""
+
+    def __init__(self, module):
+        self.calls = []
+        self.handle = module.register_forward_pre_hook(self.record, with_kwargs=True)
+
+    def record(self, module, args, kwargs):
+        self.calls.append({"context": kwargs["context"].clone(), "hint": kwargs["hint"].clone()})
+
+    def close(self):
+        self.handle.remove()
+
+
+def residual_sum(*controls):
+    """Element-wise sum of ControlNet outputs ({'input'|'middle'|'output': [tensor or None]})."""
+    out = {}
+    for key in ("input", "middle", "output"):
+        lists = [c.get(key, []) for c in controls]
+        length = max(map(len, lists))
+        out[key] = []
+        for i in range(length):
+            values = [items[i] for items in lists if i < len(items) and items[i] is not None]
+            out[key].append(sum(values[1:], values[0]) if values else None)
+    return out
+
+
+def assert_same_control(result, expected):
+    for key in ("input", "middle", "output"):
+        assert len(result[key]) == len(expected[key]), key
+        for a, b in zip(result[key], expected[key]):
+            assert (a is None) == (b is None)
+            if a is not None:
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def content_weights(model_root):
+    """The controlnet.* part of the fixture ip.bin, read with torch.load (not the pack's loader)."""
+    state = torch.load(model_root / "styleshot" / "styleshot_contour_ip.bin", map_location="cpu", mmap=True, weights_only=True)
+    return {k[len("controlnet."):]: v for k, v in state.items() if k.startswith("controlnet.")}
+
+
+@pytest.fixture(scope="module")
+def diffusers_controlnet(content_weights):
+    from diffusers import ControlNetModel
+
+    net = ControlNetModel(cross_attention_dim=768)  # SD1.5's config, as ControlNetModel.from_unet gives
+    net.load_state_dict(content_weights, strict=True)
+    return net.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def stock_controlnet(content_weights):
+    """A stock ComfyUI ControlNet with the same weights: what a user's other ControlNet would be."""
+    import comfy.controlnet
+
+    return comfy.controlnet.load_controlnet_state_dict(dict(content_weights))
+
+
+@pytest.fixture(scope="module")
+def t2i_adapter():
+    """A stock ComfyUI T2I-Adapter (SD1.5 full adapter shape, random weights) through its own loader."""
+    import comfy.controlnet
+    import comfy.t2i_adapter.adapter
+
+    adapter = comfy.t2i_adapter.adapter.Adapter(cin=3 * 64, channels=[320, 640, 1280, 1280], nums_rb=2, ksize=1, sk=True, use_conv=False)
+    return comfy.controlnet.load_t2i_adapter(sd15_unet.randomize(adapter, 4).state_dict())
+
+
+@pytest.fixture(scope="module")
+def content_map():
+    return binary_map(1)
+
+
+@pytest.fixture(scope="module")
+def conds():
+    return conditioning(11), conditioning(12)
+
+
+@pytest.fixture(scope="module")
+def content(pack, styleshot, style, conds, content_map):
+    """(positive, negative) from Apply Content at strength 1."""
+    return apply_content(pack, *conds, styleshot, style, content_map)
+
+
+@pytest.fixture(scope="module")
+def patched(pack, sd15, styleshot, style):
+    return apply(pack, sd15, styleshot, style)
+
+
+@pytest.fixture(scope="module")
+def encoder_spy(pack, styleshot):
+    spy = Spy(pack.patches.content_fusion.content_encoder(styleshot.adapter.model).control_model)
+    yield spy
+    spy.close()
+
+
+# --- 1. parity with diffusers --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.6])
+def test_one_model_call_matches_diffusers_controlnet_fed_the_style_tokens(
+        pack, sd15, patched, ip_unet, diffusers_controlnet, styleshot, style, conds, content_map, batch, strength):
+    x, context = batch  # rows: uncond, cond
+    positive, negative = apply_content(pack, *conds, styleshot, style, content_map, strength=strength)
+    control = control_of(positive)
+    assert control is control_of(negative)  # one copy serves both, so the two conds batch together
+
+    tokens = torch.cat([style.uncond, style.cond])
+    hint = content_map.movedim(-1, 1).repeat(2, 1, 1, 1)  # the same map for both halves, in [0, 1]
+    timesteps = torch.full((2,), T)
+    with torch.no_grad():
+        down, middle = diffusers_controlnet(x, timesteps, encoder_hidden_states=tokens, controlnet_cond=hint,
+                                            conditioning_scale=strength, return_dict=False)
+        expected = ip_unet(x, timesteps, encoder_hidden_states=context, added_cond_kwargs={"image_embeds": [tokens]},
+                           down_block_additional_residuals=down, mid_block_additional_residual=middle).sample
+    result = forward(patched, x, context, [1, 0], control=run_control(control, sd15, x, context, [1, 0]))
+
+    effect = (result - forward(patched, x, context, [1, 0])).abs().max().item()
+    assert effect > 1e-2, "the content encoder must change the output for the comparison to mean anything"
+    torch.testing.assert_close(result, expected, rtol=1e-4, atol=1e-4)
+    assert (result - expected).abs().max().item() < effect / 1000
+
+
+# --- 2. what the encoder sees --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cond_or_uncond", [[1, 0], [0, 1], [0], [1], [0, 0, 1]])
+def test_the_encoder_sees_the_style_tokens_of_each_chunk_and_never_the_text(sd15, style, content, content_map, encoder_spy, cond_or_uncond):
+    rows = 2
+    x = tensors(20, rows * len(cond_or_uncond), *LATENT)
+    text = tensors(21, x.shape[0], 77, 768)
+    encoder_spy.calls.clear()
+    run_control(control_of(content[0]), sd15, x, text, cond_or_uncond)
+    (call,) = encoder_spy.calls
+    expected = torch.cat([(style.uncond if kind == 1 else style.cond).expand(rows, 6, 768) for kind in cond_or_uncond])
+    assert torch.equal(call["context"], expected)
+    assert torch.equal(call["hint"], content_map.movedim(-1, 1))  # as is; one row broadcast to every chunk
+
+
+def test_a_stock_controlnet_before_or_after_it_keeps_the_text_context(
+        comfy, pack, sd15, styleshot, style, conds, content_map, stock_controlnet, encoder_spy):
+    apply_stock = comfy[0].ControlNetApplyAdvanced().apply_controlnet
+    depth = binary_map(2)
+    x, text = tensors(22, 2, *LATENT), tensors(23, 2, 77, 768)
+    stock_spy = Spy(stock_controlnet.control_model)
+    try:
+        alone_stock = run_control(control_of(apply_stock(*conds, stock_controlnet, depth, 0.8, 0.0, 1.0)[0]), sd15, x, text, [1, 0])
+        alone_ours = run_control(control_of(apply_content(pack, *conds, styleshot, style, content_map)[0]), sd15, x, text, [1, 0])
+        before = apply_content(pack, *apply_stock(*conds, stock_controlnet, depth, 0.8, 0.0, 1.0), styleshot, style, content_map)
+        after = apply_stock(*apply_content(pack, *conds, styleshot, style, content_map), stock_controlnet, depth, 0.8, 0.0, 1.0)
+        for positive, _ in (before, after):
+            stock_spy.calls.clear()
+            encoder_spy.calls.clear()
+            chained = run_control(control_of(positive), sd15, x, text, [1, 0])
+            assert torch.equal(stock_spy.calls[0]["context"], text)
+            assert torch.equal(encoder_spy.calls[0]["context"], torch.cat([style.uncond, style.cond]))
+            assert_same_control(chained, residual_sum(alone_stock, alone_ours))
+    finally:
+        stock_spy.close()
+    # The input conditioning still has no control attached.
+    assert all("control" not in entry[1] for cond in conds for entry in cond)
+
+
+def test_it_stacks_with_a_t2i_adapter(comfy, pack, sd15, styleshot, style, conds, content_map, t2i_adapter, encoder_spy):
+    apply_stock = comfy[0].ControlNetApplyAdvanced().apply_controlnet
+    x, text = tensors(24, 2, *LATENT), tensors(25, 2, 77, 768)
+    adapter_only = run_control(control_of(apply_stock(*conds, t2i_adapter, binary_map(3), 1.0, 0.0, 1.0)[0]), sd15, x, text, [1, 0])
+    ours_only = run_control(control_of(apply_content(pack, *conds, styleshot, style, content_map)[0]), sd15, x, text, [1, 0])
+    stacked = apply_content(pack, *apply_stock(*conds, t2i_adapter, binary_map(3), 1.0, 0.0, 1.0), styleshot, style, content_map)
+    encoder_spy.calls.clear()
+    both = run_control(control_of(stacked[0]), sd15, x, text, [1, 0])
+    assert torch.equal(encoder_spy.calls[0]["context"], torch.cat([style.uncond, style.cond]))
+    assert_same_control(both, residual_sum(adapter_only, ours_only))
+
+
+# --- 3. the hint ---------------------------------------------------------------------------------
+
+
+def test_a_map_of_another_size_is_fitted_without_blurring(pack, sd15, styleshot, style, conds, encoder_spy, caplog):
+    wide = binary_map(5, height=80, width=120)
+    positive, _ = apply_content(pack, *conds, styleshot, style, wide)
+    encoder_spy.calls.clear()
+    with caplog.at_level("WARNING"):
+        run_control(control_of(positive), sd15, tensors(26, 2, *LATENT), tensors(27, 2, 77, 768), [1, 0])
+    hint = encoder_spy.calls[0]["hint"]
+    assert tuple(hint.shape) == (1, 3, MAP, MAP)
+    assert set(hint.unique().tolist()) == {0.0, 1.0}  # nearest-exact: binary contours stay binary
+    assert "the content map is 120x80 but the latent is 64x64" in caplog.text
+
+
+def test_grey_rgba_and_nan_maps_become_rgb_in_0_1(pack, sd15, styleshot, style, conds, content_map, encoder_spy):
+    grey = content_map[..., :1].clone()
+    grey[0, 0, 0, 0] = float("nan")
+    rgba = torch.cat([content_map, torch.ones(1, MAP, MAP, 1)], dim=-1)
+    expected = content_map.movedim(-1, 1).clone()
+    expected[0, :, 0, 0] = 0.0  # NaN -> black
+    for image, reference in ((grey, expected), (rgba, content_map.movedim(-1, 1))):
+        positive, _ = apply_content(pack, *conds, styleshot, style, image)
+        encoder_spy.calls.clear()
+        run_control(control_of(positive), sd15, tensors(28, 1, *LATENT), tensors(29, 1, 77, 768), [0])
+        assert torch.equal(encoder_spy.calls[0]["hint"], reference)
+
+
+# --- 4. strength, range, inputs untouched, caching -----------------------------------------------
+
+
+def test_strength_zero_returns_the_conditioning_unchanged(pack, styleshot, style, conds, content_map):
+    positive, negative = apply_content(pack, *conds, styleshot, style, content_map, strength=0.0)
+    assert positive is conds[0] and negative is conds[1]
+
+
+def test_outside_its_percent_range_the_encoder_does_not_run(pack, sd15, styleshot, style, conds, content_map, encoder_spy):
+    positive, _ = apply_content(pack, *conds, styleshot, style, content_map, start=0.9, end=1.0)
+    encoder_spy.calls.clear()
+    assert run_control(control_of(positive), sd15, tensors(30, 2, *LATENT), tensors(31, 2, 77, 768), [1, 0]) is None
+    assert encoder_spy.calls == []
+    with pytest.raises(ValueError, match=r"start_percent \(0.6\) is after end_percent \(0.4\)"):
+        apply_content(pack, *conds, styleshot, style, content_map, start=0.6, end=0.4)
+
+
+def test_the_encoder_is_built_once_and_loaded_with_the_unet(pack, styleshot, content):
+    built = pack.patches.content_fusion.content_encoder
+    encoder = built(styleshot.adapter.model)
+    assert built(load(pack).adapter.model) is encoder
+    control = control_of(content[0])
+    assert control.control_model is encoder.control_model  # copies share the weights
+    assert control.get_models() == [encoder.control_model_wrapped]
+    assert control.copy().style is control.style and type(control.copy()) is type(control)
+
+
+# --- 5. refusal ----------------------------------------------------------------------------------
+
+
+def test_an_adapter_without_content_fusion_is_refused_naming_the_releases(pack, style, conds, content_map):
+    stage1 = load(pack, "styleshot_stage1_ip.bin")
+    with pytest.raises(ValueError) as refusal:
+        apply_content(pack, *conds, stage1, style, content_map)
+    message = str(refusal.value)
+    assert "'styleshot_stage1_ip.bin' has none" in message
+    assert "https://huggingface.co/Gaojunyao/StyleShot/resolve/main/pretrained_weight/ip.bin" in message
+    assert "https://huggingface.co/Gaojunyao/StyleShot_lineart/resolve/main/pretrained_weight/ip.bin" in message
+
+
+@pytest.mark.parametrize("kind", ["sd2", "sdxl"])
+def test_models_other_than_sd1_are_refused_before_the_first_step(content, kind):
+    model = sd15_unet.tiny_comfy_model(kind)
+    control = control_of(content[0])
+    with pytest.raises(ValueError, match=r"StyleShot Apply Content needs an SD1\.x model"):
+        control.pre_run(model.model, lambda percent: 1.0)
+
+
+def test_batches_that_do_not_fit_are_refused(pack, sd15, styleshot, style, conds):
+    three = binary_map(6, batch=3)
+    positive, _ = apply_content(pack, *conds, styleshot, style, three)
+    with pytest.raises(ValueError, match="3 content maps for a latent batch of 2: give 1 content map, or one per latent"):
+        run_control(control_of(positive), sd15, tensors(32, 4, *LATENT), tensors(33, 4, 77, 768), [1, 0])
+    pair = pack.models.style_adapter.StyleTokens(cond=style.cond.repeat(2, 1, 1), uncond=style.uncond)
+    with pytest.raises(ValueError, match="3 content maps and 2 styles"):
+        apply_content(pack, *conds, styleshot, pair, three)
+
+
+# --- 6. sampling ---------------------------------------------------------------------------------
+
+
+def ksample(comfy, model, positive, negative, cfg):
+    latent = {"samples": torch.zeros(1, *LATENT)}
+    (out,) = comfy[0].common_ksampler(model, 0, 2, cfg, "euler", "normal", positive, negative, latent)
+    return out["samples"]
+
+
+@pytest.mark.parametrize("cfg", [4.0, 1.0])
+def test_sampling_with_style_and_content(comfy, patched, conds, content, encoder_spy, cfg):
+    encoder_spy.calls.clear()
+    with_content = ksample(comfy, patched, *content, cfg)
+    assert with_content.shape == (1, *LATENT) and torch.isfinite(with_content).all()
+    assert not torch.allclose(with_content, ksample(comfy, patched, *conds, cfg), atol=1e-3)
+    assert len(encoder_spy.calls) == 2  # one call per step: cond and uncond batched, or cond alone at cfg 1
+    assert encoder_spy.calls[0]["context"].shape[0] == (2 if cfg > 1 else 1)
