@@ -1,7 +1,7 @@
 """The pack in a real ComfyUI server: registration over HTTP, clean import, and every API-format
 workflow of workflows/api/ executed with fixture weights. Workflows without a sampler must be
-pixel-equal to the in-process result; sampling workflows run at a CPU-test size (64x64, 2 steps,
-set by node title) and must save their PNG."""
+pixel-equal to the in-process result; sampling workflows run at a CPU-test size (2 steps, and 64x64
+unless the size comes from the content image, set by node title) and must save their PNG."""
 
 import copy
 import io
@@ -39,12 +39,28 @@ def titled(prompt, title):
     return nodes[0]
 
 
+def sized_by_content(prompt):
+    """Whether the 'Size' latent takes its width and height from another node (the content map)."""
+    return isinstance(titled(prompt, "Size")["inputs"]["width"], list)
+
+
 def at_test_scale(prompt):
-    """A copy of a sampling workflow with the 'Size' latent at 64x64 and the 'Sampler' at 2 steps."""
+    """A copy of a sampling workflow with the 'Sampler' at 2 steps and the 'Size' latent at 64x64,
+    unless the workflow sizes it from the content image (the test image is small already)."""
     prompt = copy.deepcopy(prompt)
-    titled(prompt, "Size")["inputs"].update(width=TEST_SIZE, height=TEST_SIZE)
+    if not sized_by_content(prompt):
+        titled(prompt, "Size")["inputs"].update(width=TEST_SIZE, height=TEST_SIZE)
     titled(prompt, "Sampler")["inputs"]["steps"] = TEST_STEPS
     return prompt
+
+
+def expected_size(server, prompt):
+    """(width, height) of the saved image: 64x64, or the content image's size rounded down to a
+    multiple of 8, as StyleShot's image-driven pipeline gives."""
+    if not sized_by_content(prompt):
+        return TEST_SIZE, TEST_SIZE
+    with Image.open(server.base / "input" / titled(prompt, "Content image")["inputs"]["image"]) as content:
+        return content.width // 8 * 8, content.height // 8 * 8
 
 
 def saved_pngs(server, prompt, entry):
@@ -106,7 +122,8 @@ def test_a_posted_file_name_outside_the_model_folder_is_refused_before_running(s
 
 def test_every_api_workflow_is_run_by_a_test():
     assert set(PREVIEW_WORKFLOWS) | set(SAMPLING_WORKFLOWS) == set(API_WORKFLOWS)
-    assert any(p.stem == "styleshot_text_driven" for p in SAMPLING_WORKFLOWS)
+    assert {"styleshot_text_driven", "styleshot_image_driven_contour", "styleshot_image_driven_lineart"} <= {
+        p.stem for p in SAMPLING_WORKFLOWS}
 
 
 @pytest.mark.parametrize("path", SAMPLING_WORKFLOWS, ids=lambda p: p.stem)
@@ -123,7 +140,7 @@ def test_sampling_workflow_runs_on_the_server_and_saves_its_png(server, path):
             assert file.relative_to(server.base / "output").as_posix().startswith(prefix + "_")
             assert file.read_bytes() == served
             with Image.open(file) as png:
-                assert png.format == "PNG" and png.size == (TEST_SIZE, TEST_SIZE)
+                assert png.format == "PNG" and png.size == expected_size(server, prompt)
                 assert np.asarray(png.convert("RGB")).std() > 0  # an image, not a blank
 
 
@@ -171,3 +188,13 @@ def test_the_encoder_file_in_the_adapter_slot_fails_saying_what_it_is(server):
     message = str(failure.value)
     assert "style_aware_encoder.bin is not a StyleShot adapter" in message
     assert "choose it as the style encoder" in message
+
+
+def test_image_driven_with_a_style_only_adapter_fails_naming_the_releases(server):
+    prompt = at_test_scale(load(API_DIR / "styleshot_image_driven_contour.json"))
+    titled(prompt, "StyleShot Loader")["inputs"]["adapter"] = "styleshot_stage1_ip.bin"
+    with pytest.raises(AssertionError) as failure:
+        server.run(prompt)
+    message = str(failure.value)
+    assert "the adapter 'styleshot_stage1_ip.bin' has none" in message
+    assert "Gaojunyao/StyleShot/resolve" in message and "Gaojunyao/StyleShot_lineart/resolve" in message
