@@ -7,15 +7,14 @@ of 4 vs four single images, at each size. Prints the machine; ratios come from t
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from common import machine, timed  # noqa: E402
 from fixtures import annotators, images  # noqa: E402
 from fixtures.comfy_inprocess import comfyui_with_pack  # noqa: E402
 
@@ -23,24 +22,6 @@ NODES = [  # (label, node id, model file, fixed inputs after image and file)
     ("contour", "StyleSuiteStyleShotContour", "ControlNetHED.pth", (200, 3, 1, 0)),
     ("lineart", "StyleSuiteLineart", "sk_model.pth", (False, 0)),
 ]
-
-
-def machine(mm):
-    device = mm.get_torch_device()
-    cpu = platform.processor() or platform.machine()
-    if Path("/proc/cpuinfo").exists():
-        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    import torch
-
-    gpu = f", {mm.get_torch_device_name(device)}" if device.type != "cpu" else ""
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), device {device}{gpu}"
-
-
-def timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main():

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -25,15 +24,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from fixtures import images, styleshot  # noqa: E402
 from fixtures.comfy_inprocess import comfyui_with_pack  # noqa: E402
-from preprocessors import machine, timed  # noqa: E402
+from common import machine, random_sd15, step_times, timed  # noqa: E402
 
-SD15_UNET = {  # ComfyUI's unet_config for SD1.5
-    "context_dim": 768, "model_channels": 320, "use_linear_in_transformer": False, "adm_in_channels": None,
-    "use_temporal_attention": False, "in_channels": 4, "out_channels": 4, "num_res_blocks": [2, 2, 2, 2],
-    "channel_mult": [1, 2, 4, 4], "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0], "transformer_depth_middle": 1,
-    "transformer_depth_output": [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1], "num_heads": 8, "num_head_channels": -1,
-    "use_spatial_transformer": True, "image_size": 32, "legacy": False,
-}
 UNET_COPY_TENSORS = 10  # ip.bin's 3.44 GB UNet copy, as ten 344 MB tensors
 LOAD_SCRIPT = """
 import sys, time, torch
@@ -50,49 +42,6 @@ else:
 peak_kib = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
 print(time.perf_counter() - start, peak_kib / 2**20)  # VmHWM restarts at exec, unlike ru_maxrss
 """
-
-
-def random_sd15(mm):
-    import comfy.model_patcher
-    import comfy.supported_models
-
-    config = comfy.supported_models.SD15(dict(SD15_UNET))
-    dtype = torch.float16 if mm.should_use_fp16(mm.get_torch_device()) else torch.float32
-    config.set_inference_dtype(dtype, None)
-    model = config.get_model({})
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():  # ComfyUI leaves weights uninitialised
-            scale = 0.02 if p.ndim > 1 else 0.01
-            p.copy_(torch.randn(p.shape, generator=generator) * scale + (1.0 if name.endswith("norm.weight") else 0.0))
-    return comfy.model_patcher.ModelPatcher(model, mm.get_torch_device(), mm.unet_offload_device()), dtype
-
-
-def unet_step_times(patchers, size, steps, mm):
-    """Seconds per UNet call on a [uncond, cond] batch at `size` px, for each patcher: calls are
-    interleaved and the fastest of `steps` kept, so drift and noise hit both alike."""
-    device = mm.get_torch_device()
-    x = torch.randn(2, 4, size // 8, size // 8, device=device)
-    sigma = torch.full((2,), 5.0, device=device)
-    context = torch.randn(2, 77, 768, device=device)
-
-    def step(patcher):
-        mm.load_models_gpu([patcher])
-        options = dict(patcher.model_options["transformer_options"], cond_or_uncond=[1, 0], sigmas=sigma)
-        start = time.perf_counter()
-        with torch.no_grad():
-            patcher.model.apply_model(x, sigma, c_crossattn=context, transformer_options=options)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
-
-    for patcher in patchers:
-        step(patcher)  # warm-up
-    best = [float("inf")] * len(patchers)
-    for _ in range(steps):
-        for i, patcher in enumerate(patchers):
-            best[i] = min(best[i], step(patcher))
-    return best
 
 
 def encode_times(pack, shot, repeats, mm):
@@ -157,7 +106,7 @@ def main():
 
     unet, dtype = random_sd15(mm)
     (patched,) = nodes["StyleSuiteStyleShotApplyStyle"]().apply(unet, shot, style, 1.0, 0.0, 1.0, "all 16 (published)")
-    plain, styled = unet_step_times([unet, patched], args.size, args.steps, mm)
+    plain, styled = step_times([(unet, None), (patched, None)], args.size, args.steps, mm)
     print(f"UNet step at {args.size} px, batch 2, {dtype}: unpatched {plain:.3f} s, Apply Style {styled:.3f} s, "
           f"patched/unpatched {styled / plain:.3f}")
 

@@ -4,7 +4,6 @@ from dataclasses import dataclass
 
 import comfy.model_management as mm
 import comfy.model_patcher
-import nodes as comfy_nodes
 import torch
 
 from ..loaders.model_files import STYLE_ENCODER, STYLESHOT_CONTOUR, STYLESHOT_LINEART
@@ -12,7 +11,7 @@ from ..loaders.styleshot import load_adapter, load_encoder
 from ..models.style_adapter import LAYER_PRESETS, StyleTokens
 from ..models.style_encoder import PATCHES_PER_IMAGE
 from ..models.style_patches import patch_tree, style_crop
-from ..patches.content_fusion import content_encoder, style_controlnet
+from ..patches.content_fusion import attach, content_encoder, style_controlnet
 from ..patches.model_check import require_sd1
 from ..patches.styleshot import StyleInjection, apply_style
 from ..preprocessors.image import check_images, to_rgb_uint8
@@ -191,9 +190,10 @@ class StyleShotApplyContent:
         maps, styles = hint.shape[0], style.cond.shape[0]
         if maps > 1 and styles > 1 and maps != styles:
             raise ValueError(f"{maps} content maps and {styles} styles: give 1 of either, or as many of both")
+        if strength == 0:
+            return (positive, negative)  # as ComfyUI's Apply ControlNet does
         control = style_controlnet(content_encoder(adapter), style)
-        return comfy_nodes.ControlNetApplyAdvanced().apply_controlnet(
-            positive, negative, control, hint, strength, start_percent, end_percent)
+        return tuple(attach((positive, negative), control, hint.movedim(-1, 1), strength, (start_percent, end_percent)))
 
 
 def _no_content_fusion(adapter_name):

@@ -42,6 +42,25 @@ def style_controlnet(controlnet, style):
     return control
 
 
+def attach(conditionings, control, hint, strength, percent_range):
+    """New CONDITIONINGs with `control` (given `hint` [B, C, H, W] 0..1, strength and start/end
+    percent) chained after the control each entry already has, as ComfyUI's Apply ControlNet
+    (Advanced) node does: entries with the same previous control share one copy, so positive and
+    negative still batch together. The input lists and dicts are not changed."""
+    copies = {}
+    attached = []
+    for conditioning in conditionings:
+        entries = []
+        for embedding, options in conditioning:
+            previous = options.get("control")
+            if previous not in copies:
+                copies[previous] = control.copy().set_cond_hint(hint, strength, percent_range)
+                copies[previous].set_previous_controlnet(previous)
+            entries.append([embedding, {**options, "control": copies[previous], "control_apply_to_uncond": False}])
+        attached.append(entries)
+    return attached
+
+
 class StyleContentControlNet(comfy.controlnet.ControlNet):
     style = None  # StyleTokens, set by style_controlnet()
 

@@ -58,7 +58,7 @@ def comfy(comfyui_path, model_root, input_dir, tmp_path_factory):
     """ComfyUI's `nodes` module, in this process, on the CPU, with the pack loaded from a folder
     whose name has dashes, after an extra_model_paths-style entry for `annotators`."""
     try:
-        comfy_nodes, pack = comfyui_with_pack(comfyui_path, model_root, tmp_path_factory.mktemp("custom_nodes"))
+        comfy_nodes, pack = comfyui_with_pack(comfyui_path, model_root, tmp_path_factory.mktemp("custom_nodes"), core_extras=True)
     except ImportError as error:
         pytest.fail(f"ComfyUI does not import with this Python ({error}): run the host tests with ComfyUI's own environment")
     import folder_paths

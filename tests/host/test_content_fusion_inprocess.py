@@ -4,6 +4,8 @@ diffusers (UNet2DConditionModel with IP-Adapter processors + ControlNetModel fed
 the published order), the context per batch chunk, chaining with a stock ControlNet and a
 T2I-Adapter that keep the text, the hint, refusal, and sampling at cfg 4 and 1."""
 
+import importlib
+
 import pytest
 import torch
 from fixtures import sd15_unet
@@ -281,6 +283,19 @@ def test_the_encoder_is_built_once_and_loaded_with_the_unet(pack, styleshot, con
     assert control.control_model is encoder.control_model  # copies share the weights
     assert control.get_models() == [encoder.control_model_wrapped]
     assert control.copy().style is control.style and type(control.copy()) is type(control)
+
+
+def test_the_converted_fp16_file_gives_the_same_encoder(pack, styleshot, model_root):
+    convert = importlib.import_module(pack.__name__ + ".loaders.convert")  # the converter script's module
+    folder = model_root / "styleshot"
+    assert convert.main([str(folder / "styleshot_contour_ip.bin"), "--fp16", "--out-dir", str(folder)]) == 0
+    converted = load(pack, "styleshot_contour_ip.safetensors")
+    built = pack.patches.content_fusion.content_encoder
+    original, slim = built(styleshot.adapter.model).control_model, built(converted.adapter.model).control_model
+    assert slim is not original
+    expected = {k: v.half().to(v.dtype) for k, v in original.state_dict().items()}
+    for key, value in slim.state_dict().items():
+        assert torch.equal(value.to(expected[key].dtype), expected[key]), key
 
 
 # --- 5. refusal ----------------------------------------------------------------------------------

@@ -1,0 +1,94 @@
+"""What the benchmarks share: the machine line, a timer, a random-weight SD1.5 MODEL built by
+ComfyUI, and interleaved per-step timing of model calls (with optional ControlNets)."""
+
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+SD15_UNET = {  # ComfyUI's unet_config for SD1.5
+    "context_dim": 768, "model_channels": 320, "use_linear_in_transformer": False, "adm_in_channels": None,
+    "use_temporal_attention": False, "in_channels": 4, "out_channels": 4, "num_res_blocks": [2, 2, 2, 2],
+    "channel_mult": [1, 2, 4, 4], "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0], "transformer_depth_middle": 1,
+    "transformer_depth_output": [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1], "num_heads": 8, "num_head_channels": -1,
+    "use_spatial_transformer": True, "image_size": 32, "legacy": False,
+}
+
+
+def machine(mm):
+    device = mm.get_torch_device()
+    cpu = platform.processor() or platform.machine()
+    if Path("/proc/cpuinfo").exists():
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    gpu = f", {mm.get_torch_device_name(device)}" if device.type != "cpu" else ""
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), device {device}{gpu}"
+
+
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def random_sd15(mm):
+    """(MODEL, dtype): ComfyUI's SD1.5 UNet with small random weights, in ComfyUI's compute dtype."""
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    config = comfy.supported_models.SD15(dict(SD15_UNET))
+    dtype = torch.float16 if mm.should_use_fp16(mm.get_torch_device()) else torch.float32
+    config.set_inference_dtype(dtype, None)
+    model = config.get_model({})
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():  # ComfyUI leaves weights uninitialised
+            scale = 0.02 if p.ndim > 1 else 0.01
+            p.copy_(torch.randn(p.shape, generator=generator) * scale + (1.0 if name.endswith("norm.weight") else 0.0))
+    return comfy.model_patcher.ModelPatcher(model, mm.get_torch_device(), mm.unet_offload_device()), dtype
+
+
+def step_times(variants, size, steps, mm):
+    """Seconds per model step on a [uncond, cond] batch at `size` px for each variant (MODEL,
+    control or None, and optionally the `crossattn_controlnet` context its cond carries); a step is
+    what ComfyUI's sampler does per call: the control's get_control, then the UNet with its
+    residuals. Calls are interleaved, each round starting at the next variant, and the fastest of
+    `steps` kept, so drift and noise hit every variant alike."""
+    device = mm.get_torch_device()
+    x = torch.randn(2, 4, size // 8, size // 8, device=device)
+    sigma = torch.full((2,), 5.0, device=device)
+    context = torch.randn(2, 77, 768, device=device)
+
+    def step(patcher, control=None, control_context=None):
+        models = [patcher] + (control.get_models() if control is not None else [])
+        mm.load_models_gpu(models)
+        options = dict(patcher.model_options["transformer_options"], cond_or_uncond=[1, 0], sigmas=sigma)
+        start = time.perf_counter()
+        with torch.no_grad():
+            residuals = None
+            if control is not None:
+                cond = {"c_crossattn": context}
+                if control_context is not None:
+                    cond["crossattn_controlnet"] = control_context.to(device)
+                residuals = control.get_control(x, sigma, cond, 2, options)
+            patcher.model.apply_model(x, sigma, c_crossattn=context, control=residuals, transformer_options=options)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    for patcher, *control in variants:
+        if control and control[0] is not None:
+            sampling = patcher.get_model_object("model_sampling")
+            control[0].pre_run(patcher.model, lambda percent: sampling.percent_to_sigma(percent))
+        step(patcher, *control)  # warm-up (and the control's hint is prepared)
+    best = [float("inf")] * len(variants)
+    for round_ in range(steps):
+        for offset in range(len(variants)):
+            i = (round_ + offset) % len(variants)
+            best[i] = min(best[i], step(*variants[i]))
+    for _, *control in variants:
+        if control and control[0] is not None:
+            control[0].cleanup()
+    return best
