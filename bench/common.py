@@ -1,8 +1,11 @@
 """What the benchmarks share: the machine line, a timer, a random-weight SD1.5 MODEL built by
 ComfyUI, and interleaved per-step timing of model calls (with optional ControlNets)."""
 
+import atexit
 import os
 import platform
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +28,13 @@ def machine(mm):
         cpu = names[0] if names else cpu
     gpu = f", {mm.get_torch_device_name(device)}" if device.type != "cpu" else ""
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), device {device}{gpu}"
+
+
+def work_dir():
+    """A temporary folder for fixture weights (gigabytes), removed when the benchmark exits."""
+    path = Path(tempfile.mkdtemp(prefix="style_suite_bench_"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def timed(fn):

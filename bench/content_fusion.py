@@ -18,7 +18,6 @@ rows isolate what the pack adds per step (choosing the tokens of each chunk).
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -27,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import machine, random_sd15, step_times  # noqa: E402
+from common import machine, random_sd15, step_times, work_dir  # noqa: E402
 from fixtures import images, styleshot  # noqa: E402
 from fixtures.comfy_inprocess import comfyui_with_pack  # noqa: E402
 
@@ -43,7 +42,7 @@ def main():
     if not comfyui:
         sys.exit("set COMFYUI_PATH to a ComfyUI checkout (the benchmark runs the nodes inside it)")
 
-    work = Path(tempfile.mkdtemp(prefix="style_suite_bench_"))
+    work = work_dir()
     (work / "styleshot").mkdir()
     styleshot.write_encoder(work / "styleshot" / ENCODER)
     styleshot.write_adapter(work / "styleshot" / ADAPTER, content_fusion=styleshot.content_fusion_layout())

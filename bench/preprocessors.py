@@ -8,13 +8,12 @@ of 4 vs four single images, at each size. Prints the machine; ratios come from t
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from common import machine, timed  # noqa: E402
+from common import machine, timed, work_dir  # noqa: E402
 from fixtures import annotators, images  # noqa: E402
 from fixtures.comfy_inprocess import comfyui_with_pack  # noqa: E402
 
@@ -32,7 +31,7 @@ def main():
     if not comfyui:
         sys.exit("set COMFYUI_PATH to a ComfyUI checkout (the benchmark runs the nodes inside it)")
 
-    work = Path(tempfile.mkdtemp(prefix="style_suite_bench_"))
+    work = work_dir()
     annotators.write_annotators(work / "models" / "annotators")
     _, pack = comfyui_with_pack(Path(comfyui), work / "models", work / "custom_nodes")
     import comfy.model_management as mm

@@ -13,7 +13,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -24,7 +23,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from fixtures import images, styleshot  # noqa: E402
 from fixtures.comfy_inprocess import comfyui_with_pack  # noqa: E402
-from common import machine, random_sd15, step_times, timed  # noqa: E402
+from common import machine, random_sd15, step_times, timed, work_dir  # noqa: E402
 
 UNET_COPY_TENSORS = 10  # ip.bin's 3.44 GB UNet copy, as ten 344 MB tensors
 LOAD_SCRIPT = """
@@ -87,7 +86,7 @@ def main():
     if not comfyui:
         sys.exit("set COMFYUI_PATH to a ComfyUI checkout (the benchmark runs the nodes inside it)")
 
-    work = Path(tempfile.mkdtemp(prefix="style_suite_bench_"))
+    work = work_dir()
     if not args.skip_load:  # first, while this process is small
         for label, (seconds, peak, size) in load_costs(work).items():
             print(f"load {label:30} file {size:5.2f} GiB  {seconds:6.2f} s  peak RSS {peak:5.2f} GiB", flush=True)
