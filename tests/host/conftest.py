@@ -1,6 +1,7 @@
 """Host fixtures: the ComfyUI checkout named by COMFYUI_PATH, fixture model files, an in-process
 ComfyUI with the pack loaded, and a ComfyUI server running the pack."""
 
+import gc
 import os
 from pathlib import Path
 
@@ -101,8 +102,12 @@ def style(pack, styleshot):
 @pytest.fixture(scope="module")
 def unets(comfy):
     """(diffusers UNet, the same weights as a ComfyUI MODEL): full-size SD1.5, random weights."""
+    import comfy.model_management as mm
+
     unet = sd15_unet.diffusers_sd15_unet(seed=0)
-    return unet, sd15_unet.comfy_model_from_diffusers(unet)
+    yield unet, sd15_unet.comfy_model_from_diffusers(unet)
+    mm.unload_all_models()  # ComfyUI keeps sampled models loaded: free the 3.4 GB UNet for the next module
+    gc.collect()
 
 
 @pytest.fixture(scope="module")
