@@ -39,6 +39,7 @@ def style_controlnet(controlnet, style):
     control = comfy.controlnet.ControlNet.copy(controlnet)
     control.__class__ = StyleContentControlNet
     control.style = style
+    control._contexts = {}  # routed tokens per batch layout, device and dtype: fixed for a run
     return control
 
 
@@ -77,7 +78,7 @@ class StyleContentControlNet(comfy.controlnet.ControlNet):
         self._check_content_batch(rows)
         if self.cond_hint is None:
             self._report_resize(x_noisy)
-        styled = {**cond, "crossattn_controlnet": route(self.style.cond, self.style.uncond, cond_or_uncond, rows)}
+        styled = {**cond, "crossattn_controlnet": self._context(cond_or_uncond, rows, x_noisy)}
         previous = self.previous_controlnet
         if previous is None:
             return super().get_control(x_noisy, t, styled, batched_number, transformer_options)
@@ -88,6 +89,16 @@ class StyleContentControlNet(comfy.controlnet.ControlNet):
             return super().get_control(x_noisy, t, styled, batched_number, transformer_options)
         finally:
             self.previous_controlnet = previous
+
+    def _context(self, cond_or_uncond, rows, x_noisy):
+        """Each chunk's style tokens stacked for this batch layout, on the latent's device in the
+        ControlNet's dtype; built once per layout, not at every step."""
+        dtype = self.manual_cast_dtype or self.control_model.dtype
+        key = (tuple(cond_or_uncond), rows, x_noisy.device, dtype)
+        if key not in self._contexts:
+            tokens = route(self.style.cond, self.style.uncond, cond_or_uncond, rows)
+            self._contexts[key] = tokens.to(device=x_noisy.device, dtype=dtype)
+        return self._contexts[key]
 
     def _check_content_batch(self, rows):
         maps = self.cond_hint_original.shape[0]

@@ -36,22 +36,26 @@ class StyleInjection:
         self.sigma_start = sigma_start
         self.sigma_end = sigma_end
         self.mask = mask  # [M, H, W] 0..1 or None
-        self._step = (None, True)  # (sigmas tensor of the current step, whether style is on)
+        self._step = (None, None)  # (sigmas tensor of the current step, its sigma as a float)
         self._keys_values = {}  # per (layer, device, dtype): fixed for the whole sampling run
         self._masks = {}  # resized masks per (batch layout, token grid, device, dtype)
 
-    def active(self, extra) -> bool:
-        """Whether style applies at this step. Reading sigma waits for the GPU, so it is done once
-        per step (every layer of a step gets the same sigmas tensor), not once per layer."""
-        if self.strength == 0:
-            return False
+    def sigma(self, extra):
+        """The step's sigma, or None where ComfyUI gives none. Reading it waits for the GPU, so it
+        is read once per step (every layer of a step gets the same sigmas tensor), not per layer."""
         sigmas = extra.get("sigmas")
         if sigmas is None:
-            return True
+            return None
         if self._step[0] is not sigmas:
-            sigma = float(sigmas.reshape(-1)[0])
-            self._step = (sigmas, self.sigma_end <= sigma <= self.sigma_start)
+            self._step = (sigmas, float(sigmas.reshape(-1)[0]))
         return self._step[1]
+
+    def active(self, extra) -> bool:
+        """Whether style applies at this step."""
+        if self.strength == 0:
+            return False
+        sigma = self.sigma(extra)
+        return sigma is None or self.sigma_end <= sigma <= self.sigma_start
 
     def keys_values(self, index, q):
         key = (index, q.device, q.dtype)
@@ -118,7 +122,8 @@ class StyleLayer:
         if self.injection.active(extra):
             out = out + self.injection(self.index, q, extra)
         if self.callbacks:
-            sigma = float(extra["sigmas"].reshape(-1)[0]) if "sigmas" in extra else float("inf")
+            sigma = self.injection.sigma(extra)
+            sigma = float("inf") if sigma is None else sigma
             for callback, kwargs in self.callbacks:
                 if kwargs.get("sigma_end", 0.0) <= sigma <= kwargs.get("sigma_start", float("inf")):
                     out = out + callback(out, q, k, v, extra, **kwargs)
