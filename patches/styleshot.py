@@ -9,20 +9,10 @@ chain onto it, and cloning the MODEL shares the weights and tokens instead of co
 
 import copy
 
-import comfy.ldm.modules.attention as attention_module
 import torch.nn.functional as F
 
 from ..models.style_adapter import ADAPTER_LAYERS, route, style_attention
-
-# Newer ComfyUI lets other packs override attention through transformer_options; older ones
-# do not accept the argument.
-_PASSES_OPTIONS = hasattr(attention_module, "wrap_attn")
-
-
-def text_attention(q, k, v, extra):
-    """What ComfyUI's own CrossAttention computes from projected q, k, v."""
-    options = {"transformer_options": extra} if _PASSES_OPTIONS else {}
-    return attention_module.optimized_attention(q, k, v, extra["n_heads"], attn_precision=extra.get("attn_precision"), **options)
+from .attention import ChainedPatch, attention
 
 
 class StyleInjection:
@@ -67,7 +57,7 @@ class StyleInjection:
     def __call__(self, index, q, extra):
         cond_or_uncond = extra["cond_or_uncond"]
         out = style_attention(q, self.keys_values(index, q), cond_or_uncond, extra["n_heads"],
-                              lambda q, k, v, heads: text_attention(q, k, v, extra))
+                              lambda q, k, v, heads: attention(q, k, v, extra))
         if self.mask is not None:
             out = out * self._mask_for(q, extra, len(cond_or_uncond))
         return out * self.strength
@@ -108,17 +98,17 @@ def _token_grid(tokens, extra):
     raise ValueError(f"cannot place {tokens} tokens on a {height}x{width} latent")
 
 
-class StyleLayer:
-    """attn2 replace for one cross-attention layer."""
+class StyleLayer(ChainedPatch):
+    """attn2 replace for one cross-attention layer (a patch already on it is kept and runs first)."""
 
     def __init__(self, injection, index, previous=None):
+        super().__init__(previous)
         self.injection = injection
         self.index = index
-        self.previous = previous  # a patch that was on this layer already: kept, not replaced
         self.callbacks = []  # (callback, kwargs) added by IPAdapter_plus-style `.add()`
 
     def __call__(self, q, k, v, extra):
-        out = self.previous(q, k, v, extra) if self.previous is not None else text_attention(q, k, v, extra)
+        out = self.attend(q, k, v, extra)
         if self.injection.active(extra):
             out = out + self.injection(self.index, q, extra)
         if self.callbacks:
@@ -133,15 +123,8 @@ class StyleLayer:
         """IPAdapter_plus's Attn2Replace API: another adapter's output is added after ours."""
         self.callbacks.append((callback, kwargs))
 
-    def to(self, device_or_dtype):
-        """ComfyUI moves patches with the UNet; the weights move through `models()`."""
-        if hasattr(self.previous, "to"):
-            self.previous = self.previous.to(device_or_dtype)
-        return self
-
     def models(self):
-        chained = self.previous.models() if hasattr(self.previous, "models") else []
-        return [self.injection.adapter_patcher, *chained]
+        return [self.injection.adapter_patcher, *super().models()]
 
     def __deepcopy__(self, memo):
         """MODEL.clone() deep-copies patches: share the weights and tokens, copy what `.add()` changes."""
