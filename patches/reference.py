@@ -1,0 +1,98 @@
+"""StyleAligned's reference-image mode on ComfyUI's sampler (research/stylealigned.md 2.5).
+
+- `invert`: DDIM inversion of the reference latent through the user's MODEL, CFG and conditioning,
+  as a ComfyUI sampler run over the ascending noise levels; every intermediate latent is kept.
+- `ReferenceRow`: a CALC_COND_BATCH wrapper that puts the reference on row 0 of the batch before
+  every model evaluation (inverted mode), and checks that Batch Align patched the model.
+"""
+
+from dataclasses import dataclass
+
+import comfy.sample
+import comfy.samplers
+import torch
+
+from ..models.shared_attention import latent_at, reference_level
+from .style_aligned import has_batch_align
+
+WRAPPER_KEY = "style_suite.style_aligned_reference"
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """STYLEALIGNED_TRAJECTORY: the reference latent at each noise level of its inversion, in the
+    model's internal latent space. sigmas [N+1] ascending, latents [N+1, C, H, W] (latents[0] is
+    the clean reference); `positive` is the prompt it was inverted with."""
+
+    sigmas: torch.Tensor
+    latents: torch.Tensor
+    positive: list
+    latent_format: str
+
+
+def invert(model, positive, negative, latent, steps, scheduler, cfg, on_step):
+    """DDIM inversion of `latent` (LATENT samples [1, C, H, W]) as published (google/style-aligned
+    inversion.py): from the lowest noise level of the `steps`/`scheduler` schedule up to the
+    highest, each step predicts the noise of the current latent at the next level (CFG `cfg`) and
+    moves the latent there along it. `on_step(done)` is called after each step."""
+    sampling = model.get_model_object("model_sampling")
+    sigmas = comfy.samplers.calculate_sigmas(sampling, scheduler, steps).float().cpu()
+    ascending = sigmas.flip(0)
+    ascending[0] = float(sampling.sigma_min)  # the schedule ends at 0; DDIM starts from the first level
+    kept = []
+
+    def ddim_inversion(model_k, x, sigmas, extra_args=None, callback=None, disable=None):
+        ones = x.new_ones([x.shape[0]])
+        kept.append(x.float().cpu())
+        for i in range(len(sigmas) - 1):
+            low, high = sigmas[i], sigmas[i + 1]
+            # the UNet gets the current latent as it is (its input scale is 1/sqrt(sigma^2 + 1))
+            at_high = x * ((high ** 2 + 1) / (low ** 2 + 1)).sqrt()
+            eps = (at_high - model_k(at_high, high * ones, **(extra_args or {}))) / high
+            x = x + (high - low) * eps
+            kept.append(x.float().cpu())
+            on_step(i + 1)
+        return x
+
+    noise = torch.zeros_like(latent)
+    comfy.sample.sample_custom(model, noise, cfg, comfy.samplers.KSAMPLER(ddim_inversion), ascending,
+                               positive, negative, latent, disable_pbar=True, seed=0)
+    return Trajectory(sigmas=ascending, latents=torch.cat(kept), positive=positive,
+                      latent_format=type(model.model.latent_format).__name__)
+
+
+class ReferenceRow:
+    """CALC_COND_BATCH wrapper. With a trajectory, row 0 of the batch is replaced before every model
+    evaluation by the reference at StyleAligned's offset level; without one (renoise mode, where a
+    noise mask keeps row 0) it only checks the model."""
+
+    def __init__(self, trajectory=None, offset=0):
+        self.trajectory = trajectory
+        self.offset = offset
+
+    def __call__(self, executor, model, conds, x_in, timestep, model_options):
+        if not has_batch_align(model_options):
+            raise ValueError(
+                "StyleAligned Reference Apply gives the batch its reference image, and StyleAligned Batch Align "
+                "shares the reference's style with the other images: add Batch Align to this MODEL too."
+            )
+        if self.trajectory is not None:
+            x_in = self._with_reference(x_in, timestep, model_options)
+        return executor(model, conds, x_in, timestep, model_options)
+
+    def _with_reference(self, x_in, timestep, model_options):
+        latents = self.trajectory.latents
+        if tuple(x_in.shape[1:]) != tuple(latents.shape[1:]):
+            raise ValueError(
+                f"the reference trajectory holds {tuple(latents.shape[1:])} latents but the sampler runs "
+                f"{tuple(x_in.shape[1:])}: invert the reference at the size of the image to generate"
+            )
+        sigma = float(timestep[0])
+        schedule = model_options.get("transformer_options", {}).get("sample_sigmas")
+        level = reference_level(schedule, sigma, self.offset) if schedule is not None else sigma
+        x_in = x_in.clone()
+        x_in[0] = latent_at(self.trajectory.sigmas, latents, level).to(x_in)
+        return x_in
+
+    def __deepcopy__(self, memo):
+        return self  # immutable; the trajectory can be large

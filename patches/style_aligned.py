@@ -1,0 +1,186 @@
+"""StyleAligned batch alignment as patches on a clone of a ComfyUI MODEL (research/stylealigned.md 5).
+
+- Self-attention (attn1) of the chosen UNet blocks: a replace patch per (block, id) running
+  models.shared_attention per batch chunk, chunks taken from `cond_or_uncond`.
+- GroupNorms (optional): object patches on their `forward`, which ComfyUI sets when it loads this
+  clone and restores when it unloads it, so the shared model is never changed for other users.
+  A GroupNorm sees no transformer_options, so a DIFFUSION_MODEL wrapper records each UNet call's
+  chunk layout for them.
+"""
+
+import logging
+from dataclasses import asdict, dataclass
+
+import comfy.model_base
+import comfy.patcher_extension
+from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+from torch import nn
+
+from ..models.shared_attention import shared_attention, shared_group_norm
+from .attention import ChainedPatch, attention
+
+WRAPPER_KEY = "style_suite.style_aligned"
+
+# Which self-attention layers take part, by UNet block.
+LAYER_BLOCKS = {
+    "all (published)": ("input", "middle", "output"),
+    "input blocks": ("input",),
+    "middle block": ("middle",),
+    "output blocks": ("output",),
+    "middle and output blocks": ("middle", "output"),
+}
+
+
+@dataclass(frozen=True)
+class AlignSettings:
+    share: bool = True
+    adain_queries: bool = True
+    adain_keys: bool = True
+    adain_values: bool = False
+    score_scale: float = 1.0
+    score_shift: float = 0.0
+
+
+def require_unet(base, feature):
+    """StyleAligned hooks the self-attention of Stable Diffusion's UNet (SD1.x, SD2.x, SDXL);
+    `base` is MODEL.model. Returns the UNet."""
+    network = getattr(base, "diffusion_model", None)
+    if isinstance(base, comfy.model_base.BaseModel) and type(network) is UNetModel:
+        return network
+    raise ValueError(
+        f"{feature} works on Stable Diffusion UNet models (SD1.x, SD2.x, SDXL), but this MODEL is "
+        f"{type(base).__name__} ({type(network).__name__}), whose attention layers it cannot share. "
+        "Load an SD1.5 or SDXL checkpoint."
+    )
+
+
+def attention_blocks(network):
+    """(block, id) of every UNet block holding self-attention, in execution order."""
+    blocks = [("input", i, b) for i, b in enumerate(network.input_blocks)]
+    blocks += [("middle", 0, network.middle_block)]
+    blocks += [("output", i, b) for i, b in enumerate(network.output_blocks)]
+    return [(name, i) for name, i, block in blocks
+            if any(hasattr(m, "attn1") for m in block.modules())]
+
+
+def _rows_per_chunk(q, extra):
+    """Rows per chunk of this attention call, or None where sharing does not apply: a chunk of one
+    image or a single token (nothing to share; AdaIN's variance would be NaN), or a batch or token
+    layout another patch changed (HyperTile, ToMe, context windows)."""
+    chunks = len(extra.get("cond_or_uncond") or ())
+    rows, tokens = q.shape[0], q.shape[1]
+    if chunks == 0 or rows % chunks or rows // chunks < 2 or tokens < 2:
+        return None
+    shape = extra.get("activations_shape")
+    if shape is not None and (shape[0] != rows or shape[-2] * shape[-1] != tokens):
+        return None
+    return rows // chunks
+
+
+class SharedAttention(ChainedPatch):
+    """attn1 replace: StyleAligned's shared attention, per chunk."""
+
+    def __init__(self, settings, previous=None):
+        super().__init__(previous)
+        self.settings = settings
+
+    def __call__(self, q, k, v, extra):
+        per = _rows_per_chunk(q, extra)
+        if per is None:
+            return self.attend(q, k, v, extra)
+        if self.previous is not None:  # another pack's patch runs on the shared keys (without the shift)
+            run = lambda q, k, v, mask: self.previous(q, k, v, extra)  # noqa: E731
+        else:
+            run = lambda q, k, v, mask: attention(q, k, v, extra, mask)  # noqa: E731
+        return shared_attention(q, k, v, per, run, **asdict(self.settings))
+
+    def __deepcopy__(self, memo):
+        return self  # immutable: MODEL.clone() may share it
+
+
+class BatchLayout:
+    """DIFFUSION_MODEL wrapper: the rows per chunk of the UNet call in progress, for the GroupNorms."""
+
+    def __init__(self):
+        self.rows = self.per = None
+
+    def __call__(self, executor, x, *args, **kwargs):
+        transformer_options = args[4] if len(args) > 4 else kwargs.get("transformer_options", {})
+        chunks = len(transformer_options.get("cond_or_uncond") or ())
+        rows = x.shape[0]
+        self.rows, self.per = rows, (rows // chunks if chunks and rows % chunks == 0 else None)
+        try:
+            return executor(x, *args, **kwargs)
+        finally:
+            self.rows = self.per = None
+
+    def __deepcopy__(self, memo):
+        return self  # the GroupNorm patches hold this object: copies must not split them
+
+
+class SharedGroupNorm:
+    """Object patch for one GroupNorm's forward. `previous` is another object patch that was on it,
+    or None for the module's own forward (taken from its class: a loaded clone may have patched
+    the attribute)."""
+
+    def __init__(self, module, previous, layout):
+        self.module = module
+        self.previous = previous
+        self.layout = layout
+
+    def norm(self, x):
+        return self.previous(x) if self.previous is not None else type(self.module).forward(self.module, x)
+
+    def __call__(self, x):
+        per = self.layout.per
+        if per is None or per < 2 or x.shape[0] != self.layout.rows:
+            return self.norm(x)
+        return shared_group_norm(self.norm, x, per)
+
+
+def apply_batch_align(model, settings, blocks, share_group_norm):
+    """A clone of `model` with StyleAligned on the self-attention of `blocks` (LAYER_BLOCKS values)."""
+    network = require_unet(model.model, "StyleAligned Batch Align")
+    patched = model.clone()
+    replaced = patched.model_options["transformer_options"].get("patches_replace", {}).get("attn1", {})
+    for block, block_id in attention_blocks(network):
+        if block not in blocks:
+            continue
+        # ComfyUI looks up (block, id, transformer index) before (block, id): wrap what it would run.
+        keys = [key for key in replaced if len(key) == 3 and key[:2] == (block, block_id)]
+        for key in keys + [(block, block_id)]:
+            previous = replaced.get(key)
+            if isinstance(previous, SharedAttention):  # Batch Align applied again: the new settings win
+                previous = previous.previous
+            elif previous is not None and settings.score_shift:
+                logging.warning("StyleAligned: %s already has a self-attention patch from another node; it is kept, "
+                                "without the score shift on that layer", key)
+            patched.set_model_patch_replace(SharedAttention(settings, previous), "attn1", *key)
+    _share_group_norms(patched, network, share_group_norm)
+    return patched
+
+
+def _share_group_norms(patched, network, share):
+    """GroupNorm sharing on or off on `patched`; an earlier Batch Align's sharing is replaced."""
+    wrappers = comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL
+    patched.remove_wrappers_with_key(wrappers, WRAPPER_KEY)
+    layout = BatchLayout()
+    if share:
+        patched.add_wrapper_with_key(wrappers, WRAPPER_KEY, layout)
+    for path, module in network.named_modules():
+        if not isinstance(module, nn.GroupNorm):
+            continue
+        key = f"diffusion_model.{path}.forward"
+        previous = patched.object_patches.pop(key, None)
+        if isinstance(previous, SharedGroupNorm):
+            previous = previous.previous
+        if share:
+            patched.add_object_patch(key, SharedGroupNorm(module, previous, layout))
+        elif previous is not None:
+            patched.add_object_patch(key, previous)
+
+
+def has_batch_align(model_options):
+    """Whether StyleAligned Batch Align patched the model these options belong to."""
+    replaced = model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn1", {})
+    return any(isinstance(patch, SharedAttention) for patch in replaced.values())
