@@ -1,10 +1,12 @@
-"""What the benchmarks share: the machine line, a timer, a random-weight SD1.5 MODEL built by
-ComfyUI, and interleaved per-step timing of model calls (with optional ControlNets)."""
+"""What the benchmarks share: the machine line, a timer, random-weight SD1.5 and SDXL MODELs built
+by ComfyUI, and interleaved per-step timing and peak memory of model calls (with optional
+ControlNets)."""
 
 import atexit
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +32,26 @@ def machine(mm):
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), device {device}{gpu}"
 
 
+def comfyui_checkout() -> Path:
+    """The ComfyUI checkout named by COMFYUI_PATH; exits with a message without one."""
+    comfyui = os.environ.get("COMFYUI_PATH")
+    if not comfyui:
+        sys.exit("set COMFYUI_PATH to a ComfyUI checkout (the benchmark runs the nodes inside it)")
+    return Path(comfyui)
+
+
+def in_process_comfyui(models):
+    """(ComfyUI's nodes module, the pack, comfy.model_management): ComfyUI imported in this process
+    with the pack loaded and `models` as its model folder root; prints the machine line."""
+    from fixtures.comfy_inprocess import comfyui_with_pack  # the scripts put tests/ on sys.path
+
+    comfy_nodes, pack = comfyui_with_pack(comfyui_checkout(), models, models / "custom_nodes")
+    import comfy.model_management as mm
+
+    print(f"machine: {machine(mm)}", flush=True)
+    return comfy_nodes, pack, mm
+
+
 def work_dir():
     """A temporary folder for fixture weights (gigabytes), removed when the benchmark exits."""
     path = Path(tempfile.mkdtemp(prefix="style_suite_bench_"))
@@ -43,12 +65,31 @@ def timed(fn):
     return time.perf_counter() - start
 
 
+SDXL_UNET = {  # ComfyUI's unet_config for SDXL base
+    **SD15_UNET, "context_dim": 2048, "use_linear_in_transformer": True, "adm_in_channels": 2816,
+    "num_res_blocks": [2, 2, 2], "channel_mult": [1, 2, 4], "transformer_depth": [0, 0, 2, 2, 10, 10],
+    "transformer_depth_middle": 10, "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10],
+    "num_heads": -1, "num_head_channels": 64, "num_classes": "sequential",
+}
+
+
 def random_sd15(mm):
     """(MODEL, dtype): ComfyUI's SD1.5 UNet with small random weights, in ComfyUI's compute dtype."""
-    import comfy.model_patcher
     import comfy.supported_models
 
-    config = comfy.supported_models.SD15(dict(SD15_UNET))
+    return _random_unet(comfy.supported_models.SD15(dict(SD15_UNET)), mm)
+
+
+def random_sdxl(mm):
+    """(MODEL, dtype): ComfyUI's SDXL UNet (2.6 B parameters) with small random weights."""
+    import comfy.supported_models
+
+    return _random_unet(comfy.supported_models.SDXL(dict(SDXL_UNET)), mm)
+
+
+def _random_unet(config, mm):
+    import comfy.model_patcher
+
     dtype = torch.float16 if mm.should_use_fp16(mm.get_torch_device()) else torch.float32
     config.set_inference_dtype(dtype, None)
     model = config.get_model({})
@@ -60,21 +101,40 @@ def random_sd15(mm):
     return comfy.model_patcher.ModelPatcher(model, mm.get_torch_device(), mm.unet_offload_device()), dtype
 
 
-def step_times(variants, size, steps, mm):
-    """Seconds per model step on a [uncond, cond] batch at `size` px for each variant (MODEL,
-    control or None, and optionally the `crossattn_controlnet` context its cond carries); a step is
-    what ComfyUI's sampler does per call: the control's get_control, then the UNet with its
-    residuals. Calls are interleaved, each round starting at the next variant, and the fastest of
-    `steps` kept, so drift and noise hit every variant alike."""
+def peak_memory():
+    """(reset, read): reset the peak memory of this process (GPU allocations on a GPU, resident
+    memory on the CPU) and read it in GiB."""
+    if torch.cuda.is_available():
+        return torch.cuda.reset_peak_memory_stats, lambda: torch.cuda.max_memory_allocated() / 2**30
+
+    def reset():
+        Path("/proc/self/clear_refs").write_text("5")  # restarts VmHWM at the current RSS
+
+    def read():
+        return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 2**20
+
+    return reset, read
+
+
+def step_times(variants, size, steps, mm, batch=1, context_dim=768, memory=False):
+    """Seconds per model step on an [uncond, cond] batch of `batch` images each at `size` px for
+    each variant (MODEL, control or None, and optionally the `crossattn_controlnet` context its
+    cond carries); a step is what ComfyUI's sampler does per call: the control's get_control, then
+    the UNet with its residuals (with the MODEL's wrappers). Calls are interleaved, each round
+    starting at the next variant, and the fastest of `steps` kept, so drift and noise hit every
+    variant alike. With `memory`, also returns each variant's peak memory of one step (GiB)."""
     device = mm.get_torch_device()
-    x = torch.randn(2, 4, size // 8, size // 8, device=device)
-    sigma = torch.full((2,), 5.0, device=device)
-    context = torch.randn(2, 77, 768, device=device)
+    rows = 2 * batch
+    x = torch.randn(rows, 4, size // 8, size // 8, device=device)
+    sigma = torch.full((rows,), 5.0, device=device)
+    context = torch.randn(rows, 77, context_dim, device=device)
+    extra = {"y": torch.randn(rows, 2816, device=device)} if context_dim == 2048 else {}
 
     def step(patcher, control=None, control_context=None):
         models = [patcher] + (control.get_models() if control is not None else [])
         mm.load_models_gpu(models)
-        options = dict(patcher.model_options["transformer_options"], cond_or_uncond=[1, 0], sigmas=sigma)
+        options = dict(patcher.model_options["transformer_options"], cond_or_uncond=[1, 0], sigmas=sigma,
+                       wrappers=patcher.wrappers)
         start = time.perf_counter()
         with torch.no_grad():
             residuals = None
@@ -83,7 +143,7 @@ def step_times(variants, size, steps, mm):
                 if control_context is not None:
                     cond["crossattn_controlnet"] = control_context.to(device)
                 residuals = control.get_control(x, sigma, cond, 2, options)
-            patcher.model.apply_model(x, sigma, c_crossattn=context, control=residuals, transformer_options=options)
+            patcher.model.apply_model(x, sigma, c_crossattn=context, control=residuals, transformer_options=options, **extra)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start
@@ -101,4 +161,13 @@ def step_times(variants, size, steps, mm):
     for _, *control in variants:
         if control and control[0] is not None:
             control[0].cleanup()
-    return best
+    if not memory:
+        return best
+    reset, read = peak_memory()
+    peaks = []
+    for variant in variants:
+        mm.load_models_gpu([variant[0]])
+        reset()
+        step(*variant)
+        peaks.append(read())
+    return best, peaks

@@ -16,7 +16,6 @@ rows isolate what the pack adds per step (choosing the tokens of each chunk).
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -26,9 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import machine, random_sd15, step_times, work_dir  # noqa: E402
+from common import in_process_comfyui, random_sd15, step_times, work_dir  # noqa: E402
 from fixtures import images, styleshot  # noqa: E402
-from fixtures.comfy_inprocess import comfyui_with_pack  # noqa: E402
 
 ENCODER, ADAPTER = "style_aware_encoder.bin", "styleshot_contour_ip.bin"
 
@@ -38,19 +36,13 @@ def main():
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
-    comfyui = os.environ.get("COMFYUI_PATH")
-    if not comfyui:
-        sys.exit("set COMFYUI_PATH to a ComfyUI checkout (the benchmark runs the nodes inside it)")
 
     work = work_dir()
     (work / "styleshot").mkdir()
     styleshot.write_encoder(work / "styleshot" / ENCODER)
     styleshot.write_adapter(work / "styleshot" / ADAPTER, content_fusion=styleshot.content_fusion_layout())
-    comfy_nodes, pack = comfyui_with_pack(Path(comfyui), work, work / "custom_nodes")
+    comfy_nodes, pack, mm = in_process_comfyui(work)
     import comfy.controlnet
-    import comfy.model_management as mm
-
-    print(f"machine: {machine(mm)}")
     nodes = pack.NODE_CLASS_MAPPINGS
     (shot,) = nodes["StyleSuiteStyleShotLoader"]().load(ENCODER, ADAPTER)
     (style,) = nodes["StyleSuiteStyleShotEncodeStyle"]().encode(shot, images.comfy_image(images.photo(512, 512, 2)), 0, True, False)

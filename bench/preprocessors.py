@@ -6,16 +6,14 @@ of 4 vs four single images, at each size. Prints the machine; ratios come from t
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from common import machine, timed, work_dir  # noqa: E402
+from common import in_process_comfyui, timed, work_dir  # noqa: E402
 from fixtures import annotators, images  # noqa: E402
-from fixtures.comfy_inprocess import comfyui_with_pack  # noqa: E402
 
 NODES = [  # (label, node id, model file, fixed inputs after image and file)
     ("contour", "StyleSuiteStyleShotContour", "ControlNetHED.pth", (200, 3, 1, 0)),
@@ -27,18 +25,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
     args = parser.parse_args()
-    comfyui = os.environ.get("COMFYUI_PATH")
-    if not comfyui:
-        sys.exit("set COMFYUI_PATH to a ComfyUI checkout (the benchmark runs the nodes inside it)")
 
     work = work_dir()
     annotators.write_annotators(work / "models" / "annotators")
-    _, pack = comfyui_with_pack(Path(comfyui), work / "models", work / "custom_nodes")
-    import comfy.model_management as mm
-
+    _, pack, mm = in_process_comfyui(work / "models")
     cache = pack.nodes.host._networks
 
-    print(f"machine: {machine(mm)}")
     print(f"{'node':8} {'size':>5} {'first run s':>12} {'cached s':>9} {'first/cached':>13} "
           f"{'batch4 s/img':>13} {'single s/img':>13} {'batch4/single':>14}")
     for label, key, model, rest in NODES:

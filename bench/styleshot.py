@@ -10,7 +10,6 @@ in-process ComfyUI (COMFYUI_PATH):
 """
 
 import argparse
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +21,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from fixtures import images, styleshot  # noqa: E402
-from fixtures.comfy_inprocess import comfyui_with_pack  # noqa: E402
-from common import machine, random_sd15, step_times, timed, work_dir  # noqa: E402
+from common import comfyui_checkout, in_process_comfyui, random_sd15, step_times, timed, work_dir  # noqa: E402
 
 UNET_COPY_TENSORS = 10  # ip.bin's 3.44 GB UNet copy, as ten 344 MB tensors
 LOAD_SCRIPT = """
@@ -82,9 +80,7 @@ def main():
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--skip-load", action="store_true", help="skip the 5 GB ip.bin load comparison")
     args = parser.parse_args()
-    comfyui = os.environ.get("COMFYUI_PATH")
-    if not comfyui:
-        sys.exit("set COMFYUI_PATH to a ComfyUI checkout (the benchmark runs the nodes inside it)")
+    comfyui_checkout()
 
     work = work_dir()
     if not args.skip_load:  # first, while this process is small
@@ -95,10 +91,7 @@ def main():
     (work / "styleshot").mkdir()
     styleshot.write_encoder(work / "styleshot" / "style_aware_encoder.bin")
     styleshot.write_adapter(work / "styleshot" / "styleshot_contour_ip.bin")
-    _, pack = comfyui_with_pack(Path(comfyui), work, work / "custom_nodes")
-    import comfy.model_management as mm
-
-    print(f"machine: {machine(mm)}")
+    _, pack, mm = in_process_comfyui(work)
     nodes = pack.NODE_CLASS_MAPPINGS
     (shot,) = nodes["StyleSuiteStyleShotLoader"]().load("style_aware_encoder.bin", "styleshot_contour_ip.bin")
     (style,) = nodes["StyleSuiteStyleShotEncodeStyle"]().encode(shot, images.comfy_image(images.photo(512, 512, 2)), 0, True, False)

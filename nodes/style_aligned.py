@@ -106,7 +106,7 @@ class StyleAlignedReferenceApply:
                 "positive": ("CONDITIONING", {"tooltip": "Prompt of the images to generate (one row, or one per image)."}),
                 "negative": ("CONDITIONING", {"tooltip": "Negative prompt."}),
                 "latent": ("LATENT", {"tooltip": "The images to generate, e.g. Empty Latent Image, at the reference's size."}),
-                "mode": (MODES, {"tooltip": "inverted: the published method, from StyleAligned Invert Reference. renoise: cheaper, from the VAE-encoded reference alone."}),
+                "mode": (list(MODES), {"tooltip": "inverted: the published method, from StyleAligned Invert Reference. renoise: cheaper, from the VAE-encoded reference alone."}),
                 "offset": ("INT", {"default": 5, "min": 0, "max": 1000, "tooltip": "inverted: the first steps see the reference at step offset+1's lower noise, which shows its style earlier (5 as published; 0 follows the trajectory exactly)."}),
             },
             "optional": {

@@ -11,11 +11,13 @@ from fixtures import styleshot as styleshot_files
 from fixtures.comfy_inprocess import comfyui_with_pack
 from fixtures.comfy_server import ComfyServer, write_extra_model_paths
 from fixtures.sd15_checkpoint import write_sd15_checkpoint
+from fixtures.sdxl_checkpoint import write_sdxl_checkpoint
 from fixtures.styleshot_nodes import LATENT, encode, forward, install_ip_adapter, load, style_image, tensors
 from PIL import Image
 
 INPUT_IMAGE = "example.png"  # the name the shipped workflows load (ComfyUI ships input/example.png)
-CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"  # the name the shipped sampling workflows load
+CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"  # the names the shipped sampling workflows load
+SDXL_CHECKPOINT = "sd_xl_base_1.0.safetensors"
 MODEL_FOLDERS = ["annotators", "styleshot", "checkpoints"]
 
 
@@ -48,6 +50,13 @@ def sd15_checkpoint(model_root):
 
 
 @pytest.fixture(scope="session")
+def sdxl_checkpoint(model_root):
+    """A random-weight SDXL checkpoint that ComfyUI detects as SDXL, every level 320 wide (2.4 GB,
+    about 20 s to write; fixtures/sdxl_checkpoint.py)."""
+    return write_sdxl_checkpoint(model_root / "checkpoints" / SDXL_CHECKPOINT)
+
+
+@pytest.fixture(scope="session")
 def input_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("input")
     Image.fromarray(images.photo(72, 104, 11)).save(folder / INPUT_IMAGE)
@@ -68,15 +77,15 @@ def comfy(comfyui_path, model_root, input_dir, tmp_path_factory):
     return comfy_nodes, pack
 
 
-@pytest.fixture(scope="session")
-def server(comfyui_path, model_root, sd15_checkpoint, input_dir, tmp_path_factory):
+@pytest.fixture(scope="module")
+def server(comfyui_path, model_root, sd15_checkpoint, sdxl_checkpoint, input_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("comfy_base")
     (base / "input").mkdir()
     (base / "input" / INPUT_IMAGE).write_bytes((input_dir / INPUT_IMAGE).read_bytes())
     extra = write_extra_model_paths(base / "extra_model_paths.yaml", model_root, MODEL_FOLDERS)
     comfy_server = ComfyServer(comfyui_path, base, extra)
     yield comfy_server
-    comfy_server.stop()
+    comfy_server.stop()  # after its module: the models it loaded do not stay in memory beside later modules
 
 
 # --- StyleShot nodes on a full-size random SD1.5 UNet (module scope: freed after each module) ------

@@ -45,13 +45,27 @@ def sized_by_content(prompt):
 
 
 def at_test_scale(prompt):
-    """A copy of a sampling workflow with the 'Sampler' at 2 steps and the 'Size' latent at 64x64,
-    unless the workflow sizes it from the content image (the test image is small already)."""
+    """A copy of a sampling workflow with the 'Sampler' (and a reference inversion) at 2 steps and
+    the 'Size' at 64x64, unless the workflow sizes it from the content image (the test image is
+    small already)."""
     prompt = copy.deepcopy(prompt)
     if not sized_by_content(prompt):
         titled(prompt, "Size")["inputs"].update(width=TEST_SIZE, height=TEST_SIZE)
-    titled(prompt, "Sampler")["inputs"]["steps"] = TEST_STEPS
+    for node in prompt.values():
+        if node["class_type"] in SAMPLERS or node["class_type"] == "StyleSuiteStyleAlignedInvertReference":
+            node["inputs"]["steps"] = TEST_STEPS
     return prompt
+
+
+def expected_images(prompt):
+    """How many images a sampling workflow saves: one per line of its 'Prompts' (StyleAligned),
+    plus the reference with Reference Apply; otherwise 1."""
+    batches = [node for node in prompt.values() if node["class_type"] == "StyleSuiteStyleAlignedPromptBatch"]
+    if not batches:
+        return 1
+    lines = [line for line in batches[0]["inputs"]["prompts"].splitlines() if line.strip()]
+    with_reference = any(node["class_type"] == "StyleSuiteStyleAlignedReferenceApply" for node in prompt.values())
+    return len(lines) + with_reference
 
 
 def expected_size(server, prompt):
@@ -134,7 +148,7 @@ def test_sampling_workflow_runs_on_the_server_and_saves_its_png(server, path):
     assert saved, f"{path.name} has no Save Image node"
     for node_id, files in saved.items():
         prefix = prompt[node_id]["inputs"]["filename_prefix"]
-        assert len(files) == 1  # batch 1
+        assert len(files) == expected_images(prompt)
         for file, served in files:
             assert file.is_file(), f"{file} was not written"
             assert file.relative_to(server.base / "output").as_posix().startswith(prefix + "_")

@@ -327,3 +327,25 @@ def test_reference_mode_refusals(comfy, pack, sd15, aligned, conds, trajectory, 
     model, positive, negative, latent = apply_reference(pack, sd15, conds, empty(2), "inverted", trajectory=trajectory)
     with pytest.raises(ValueError, match="add Batch Align to this MODEL too"):
         ksample(comfy, model, positive, negative, latent)
+
+
+# --- 3. one prompt per image ---------------------------------------------------------------------
+
+
+def test_prompt_batch_rows_are_comfyui_text_encodes(comfy, pack, sd15_checkpoint):
+    from comfy.sd import load_checkpoint_guess_config
+
+    _, clip, *_ = load_checkpoint_guess_config(str(sd15_checkpoint), output_vae=False, output_model=False)
+    long = ", ".join(["a very long prompt about a toy train in a garden"] * 12)  # over 77 tokens: 2 chunks
+    lines = ["a toy train. macro photo", "", long, "  a toy car  "]
+    conditioning, count = node(pack, "PromptBatch").encode(clip, "\n".join(lines))
+    assert count == 3 and len(conditioning) == 1
+    cond, options = conditioning[0]
+    assert cond.shape == (3, 154, 768) and options["pooled_output"].shape == (3, 768)
+    for row, text in enumerate([lines[0], long, "a toy car"]):
+        ((expected, expected_options),) = comfy[0].CLIPTextEncode().encode(clip, text)[0]
+        tiled = expected.repeat(1, 154 // expected.shape[1], 1)  # ComfyUI's own padding for batched prompts
+        torch.testing.assert_close(cond[row:row + 1], tiled)
+        torch.testing.assert_close(options["pooled_output"][row:row + 1], expected_options["pooled_output"])
+    with pytest.raises(ValueError, match="prompts is empty"):
+        node(pack, "PromptBatch").encode(clip, "\n \n")
