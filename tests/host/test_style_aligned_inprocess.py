@@ -169,9 +169,9 @@ def test_patches_land_where_asked(pack, sd15):
     assert not again.object_patches and not again.wrappers.get("diffusion_model")
 
 
-def test_another_packs_attn1_patch_is_kept():
+def test_another_packs_attn1_patch_is_kept(pack):
     """A patch already on a layer (like SAG's ('middle', 0, 0)) runs on the shared keys and values."""
-    from style_suite.patches.style_aligned import AlignSettings, SharedAttention
+    AlignSettings, SharedAttention = pack.patches.style_aligned.AlignSettings, pack.patches.style_aligned.SharedAttention
 
     seen = []
 
@@ -188,9 +188,10 @@ def test_another_packs_attn1_patch_is_kept():
 
 
 @pytest.mark.parametrize("backend", ["attention_basic", "attention_pytorch", "attention_sub_quad", "attention_split"])
-def test_every_attention_backend(backend, monkeypatch):
+def test_every_attention_backend(pack, backend, monkeypatch):
     import comfy.ldm.modules.attention as attention_module
-    from style_suite.patches.style_aligned import AlignSettings, SharedAttention
+
+    AlignSettings, SharedAttention = pack.patches.style_aligned.AlignSettings, pack.patches.style_aligned.SharedAttention
 
     q, k, v = (tensors(i, 6, 16, 64) for i in (4, 5, 6))
     extra = {"cond_or_uncond": [1, 0], "n_heads": 4, "dim_head": 16, "activations_shape": [6, 64, 4, 4]}
@@ -203,9 +204,7 @@ def test_every_attention_backend(backend, monkeypatch):
         logits = heads(q) @ heads(k).transpose(-1, -2) / 4 + (0 if mask is None else mask)
         return (logits.softmax(-1) @ heads(v)).transpose(1, 2).reshape(q.shape)
 
-    from style_suite.models.shared_attention import shared_attention
-
-    expected = shared_attention(q, k, v, 3, reference, adain_values=True, score_scale=0.5, score_shift=math.log(2))
+    expected = pack.models.shared_attention.shared_attention(q, k, v, 3, reference, adain_values=True, score_scale=0.5, score_shift=math.log(2))
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
 
 
