@@ -69,30 +69,42 @@ class ReferenceRow:
     def __init__(self, trajectory=None, offset=0):
         self.trajectory = trajectory
         self.offset = offset
+        # Per sampling run (its sample_sigmas tensor): the schedule as floats and the trajectory on
+        # the sampler's device, so an evaluation reads neither back from nor copies to the device.
+        self._run = (None, None, None)
 
     def __call__(self, executor, model, conds, x_in, timestep, model_options):
+        schedule = model_options.get("transformer_options", {}).get("sample_sigmas")
+        if schedule is None or self._run[0] is not schedule:  # the first evaluation of a sampling run
+            self._start_run(schedule, x_in, model_options)
+        if self.trajectory is not None:
+            x_in = self._with_reference(x_in, timestep)
+        return executor(model, conds, x_in, timestep, model_options)
+
+    def _start_run(self, schedule, x_in, model_options):
         if not has_batch_align(model_options):
             raise ValueError(
                 "StyleAligned Reference Apply gives the batch its reference image, and StyleAligned Batch Align "
                 "shares the reference's style with the other images: add Batch Align to this MODEL too."
             )
+        latents = None
         if self.trajectory is not None:
-            x_in = self._with_reference(x_in, timestep, model_options)
-        return executor(model, conds, x_in, timestep, model_options)
+            latents = self.trajectory.latents
+            if tuple(x_in.shape[1:]) != tuple(latents.shape[1:]):
+                raise ValueError(
+                    f"the reference trajectory holds {tuple(latents.shape[1:])} latents but the sampler runs "
+                    f"{tuple(x_in.shape[1:])}: invert the reference at the size of the image to generate"
+                )
+            latents = latents.to(x_in)
+        self._run = (schedule, None if schedule is None else schedule.tolist(), latents)
 
-    def _with_reference(self, x_in, timestep, model_options):
-        latents = self.trajectory.latents
-        if tuple(x_in.shape[1:]) != tuple(latents.shape[1:]):
-            raise ValueError(
-                f"the reference trajectory holds {tuple(latents.shape[1:])} latents but the sampler runs "
-                f"{tuple(x_in.shape[1:])}: invert the reference at the size of the image to generate"
-            )
+    def _with_reference(self, x_in, timestep):
+        _, levels, latents = self._run
         sigma = float(timestep[0])
-        schedule = model_options.get("transformer_options", {}).get("sample_sigmas")
-        level = reference_level(schedule, sigma, self.offset) if schedule is not None else sigma
+        level = reference_level(levels, sigma, self.offset) if levels is not None else sigma
         x_in = x_in.clone()
-        x_in[0] = latent_at(self.trajectory.sigmas, latents, level).to(x_in)
+        x_in[0] = latent_at(self.trajectory.sigmas, latents, level)
         return x_in
 
     def __deepcopy__(self, memo):
-        return self  # immutable; the trajectory can be large
+        return self  # shares the trajectory, which can be large

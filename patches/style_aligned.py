@@ -164,7 +164,7 @@ def _share_group_norms(patched, network, share):
     """GroupNorm sharing on or off on `patched`; an earlier Batch Align's sharing is replaced."""
     wrappers = comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL
     patched.remove_wrappers_with_key(wrappers, WRAPPER_KEY)
-    layout = BatchLayout()
+    layout = BatchLayout() if share else None
     if share:
         patched.add_wrapper_with_key(wrappers, WRAPPER_KEY, layout)
     for path, module in network.named_modules():
