@@ -83,6 +83,7 @@ class SharedAttention(ChainedPatch):
     def __init__(self, settings, previous=None):
         super().__init__(previous)
         self.settings = settings
+        self._options = asdict(settings)  # once, not per layer call: asdict copies recursively
 
     def __call__(self, q, k, v, extra):
         per = _rows_per_chunk(q, extra)
@@ -92,7 +93,7 @@ class SharedAttention(ChainedPatch):
             run = lambda q, k, v, mask: self.previous(q, k, v, extra)  # noqa: E731
         else:
             run = lambda q, k, v, mask: attention(q, k, v, extra, mask)  # noqa: E731
-        return shared_attention(q, k, v, per, run, **asdict(self.settings))
+        return shared_attention(q, k, v, per, run, **self._options)
 
     def __deepcopy__(self, memo):
         return self  # immutable: MODEL.clone() may share it
