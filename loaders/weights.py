@@ -14,13 +14,13 @@ class ModelFileError(ValueError):
     """A model file that cannot be used; the message names the file and what to do."""
 
 
-def read_state_dict(path, keep=None) -> dict:
-    """A flat {name: tensor} dict from safetensors or a torch pickle loaded with weights_only=True.
+def read_weights(path, unpickle=None, keep=None):
+    """What a weights file holds: safetensors as {name: tensor}, a torch pickle as whatever it
+    pickles, loaded by `unpickle(path)` (default: torch.load with weights_only=True).
 
-    weights_only refuses any pickle that asks for a global outside plain tensors and containers,
-    so a file that would run code when loaded is refused before any of it runs. Tensors are
-    memory-mapped where the format allows, so keys dropped by `keep(name) -> bool` (ip.bin's 3.5 GB
-    UNet copy) are never read into memory.
+    Both unpicklers refuse any global outside their lists before creating it, so a file that
+    would run code when loaded is refused before any of it runs. Safetensors are memory-mapped:
+    keys dropped by `keep(name) -> bool` (ip.bin's 3.5 GB UNet copy) are never read.
     """
     name = os.path.basename(path)
     if os.path.getsize(path) == 0:
@@ -29,17 +29,23 @@ def read_state_dict(path, keep=None) -> dict:
         if path.lower().endswith(SAFETENSORS_SUFFIXES):
             with safe_open(path, framework="pt") as file:
                 return {k: file.get_tensor(k) for k in file.keys() if keep is None or keep(k)}
-        state_dict = _torch_load(path)
+        return (unpickle or _torch_load)(path)
     except pickle.UnpicklingError as error:
         raise ModelFileError(
-            f"{name} was refused: loading it would need more than plain tensors ({_first_line(error)}). "
-            "Only use weight files from the sources listed in the README."
+            f"{name} was refused: loading it would create objects a weights file never needs "
+            f"({_first_line(error)}); nothing from it was run. Only use weight files from the sources listed in the README."
         ) from None
     except Exception as error:  # truncated zips, foreign formats: torch and safetensors raise many types
         raise ModelFileError(
             f"{name} could not be read as a weights file ({type(error).__name__}: {_first_line(error)}). "
             "It may be truncated or not a model file: download it again."
         ) from None
+
+
+def read_state_dict(path, keep=None) -> dict:
+    """A flat {name: tensor} dict from safetensors or a weights-only torch pickle (read_weights)."""
+    state_dict = read_weights(path, keep=keep)
+    name = os.path.basename(path)
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ModelFileError(f"{name} holds a {type(state_dict).__name__}, not a flat dictionary of tensors")
     return {k: v for k, v in state_dict.items() if keep is None or keep(k)}
