@@ -29,7 +29,7 @@ def main():
     work = work_dir()
     annotators.write_annotators(work / "models" / "annotators")
     _, pack, mm = in_process_comfyui(work / "models")
-    cache = pack.nodes.host._networks
+    cache = pack.nodes.host._loaded
 
     print(f"{'node':8} {'size':>5} {'first run s':>12} {'cached s':>9} {'first/cached':>13} "
           f"{'batch4 s/img':>13} {'single s/img':>13} {'batch4/single':>14}")

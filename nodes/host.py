@@ -58,7 +58,21 @@ def compute_dtype(device):
     return torch.float16 if mm.should_use_fp16(device, prioritize_performance=False) else torch.float32
 
 
-_networks = {}
+_loaded = {}
+
+
+def cached_load(expected, name, build, kind):
+    """`build(path)` for file `name`, run once per file version and `kind` (what is built from it,
+    hashable); when the file changes on disk it is read again and the old result dropped."""
+    path = model_path(expected, name)
+    stat = os.stat(path)
+    file_id = (kind, os.path.realpath(path))
+    key = (*file_id, stat.st_mtime_ns, stat.st_size)
+    if key not in _loaded:
+        for stale in [k for k in _loaded if k[:2] == file_id]:
+            del _loaded[stale]
+        _loaded[key] = build(path)
+    return _loaded[key]
 
 
 def cached_patcher(expected, name, load):
@@ -67,20 +81,14 @@ def cached_patcher(expected, name, load):
     `load(path)` builds the fp32 module; it is cast to the compute dtype and wrapped in a
     ModelPatcher, so ComfyUI moves it to the device and offloads it when memory is needed.
     """
-    path = model_path(expected, name)
-    stat = os.stat(path)
     device = mm.get_torch_device()
     dtype = compute_dtype(device)
-    file_id = (load.__qualname__, os.path.realpath(path))
-    key = (*file_id, stat.st_mtime_ns, stat.st_size, dtype)
-    patcher = _networks.get(key)
-    if patcher is None:
-        for stale in [k for k in _networks if k[:2] == file_id]:  # the file changed on disk
-            del _networks[stale]
-        patcher = comfy.model_patcher.ModelPatcher(load(path).to(dtype), load_device=device,
-                                                   offload_device=mm.unet_offload_device())
-        _networks[key] = patcher
-    return patcher
+
+    def build(path):
+        return comfy.model_patcher.ModelPatcher(load(path).to(dtype), load_device=device,
+                                                offload_device=mm.unet_offload_device())
+
+    return cached_load(expected, name, build, kind=(load.__qualname__, dtype))
 
 
 def load_network(expected, name, load):

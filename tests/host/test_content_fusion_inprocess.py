@@ -297,7 +297,7 @@ def test_the_converted_fp16_file_gives_the_same_encoder(pack, styleshot, model_r
     for key, value in slim.state_dict().items():
         assert torch.equal(value.to(expected[key].dtype), expected[key]), key
     # Drop the second adapter and its encoder (1.4 GB) from the pack's cache; the server starts later.
-    networks = pack.nodes.host._networks
+    networks = pack.nodes.host._loaded
     for key in [k for k in networks if k[1].endswith("styleshot_contour_ip.safetensors")]:
         del networks[key]
     (folder / "styleshot_contour_ip.safetensors").unlink()

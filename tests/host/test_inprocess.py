@@ -60,7 +60,7 @@ def test_networks_are_loaded_once(comfy, monkeypatch):
     first = lineart.detect(image, "sk_model2.pth", False, 0)[0]
     second = lineart.detect(image, "sk_model2.pth", False, 0)[0]
     assert torch.equal(first, second)
-    assert len(calls) == 1 and len([k for k in host._networks if k[1].endswith("sk_model2.pth")]) == 1
+    assert len(calls) == 1 and len([k for k in host._loaded if k[1].endswith("sk_model2.pth")]) == 1
 
 
 def test_progress_is_reported_and_cancel_is_honoured(comfy):
