@@ -8,15 +8,14 @@ so cond and uncond never share a reference.
 
 import torch
 
-EPS = 1e-5  # added to the variance, as published
+from .adain import mean_std
 
 
-def adain(x, per, eps=EPS):
+def adain(x, per):
     """Every row of x [B, N, C] given the token statistics of its chunk's reference row: mean and
     standard deviation over tokens (dim 1) per channel, unbiased variance + eps, computed in fp32
     (fp16 variances overflow). Reference rows come back unchanged."""
-    var, mean = torch.var_mean(x.float(), dim=1, keepdim=True)
-    std = (var + eps).sqrt()
+    mean, std = mean_std(x, dim=1)
     chunks = x.shape[0] // per
     ref_mean = mean[::per].repeat_interleave(per, 0)
     ref_std = std[::per].repeat_interleave(per, 0)
