@@ -71,7 +71,25 @@ STYLESHOT_LINEART = ModelFile(
     published_name="ip.bin",
 )
 
-ALL = (HED, LINEART_FINE, LINEART_COARSE, STYLE_ENCODER, STYLESHOT_CONTOUR, STYLESHOT_LINEART)
+INST_STYLE = ModelFile(
+    name="embeddings.pt",
+    folder="inst",
+    purpose="an InST style (embeddings.pt from InST's training, or a published <style>_embeddings.pt) "
+            "or a textual-inversion embedding for SD1.x",
+    url="https://drive.google.com/drive/folders/1vte8eIp1QG9sQ4iKVeuQnB-RqmqMxVoD",
+    size_mb=15.0,
+)
+CLIP_VISION_L = ModelFile(
+    name="clip-vit-large-patch14.safetensors",
+    folder="clip_vision",
+    purpose="CLIP ViT-L/14 (OpenAI), the image encoder InST computes its style token from",
+    url="https://huggingface.co/openai/clip-vit-large-patch14/resolve/main/model.safetensors",
+    size_mb=1710.5,
+    published_name="model.safetensors",
+)
+
+ALL = (HED, LINEART_FINE, LINEART_COARSE, STYLE_ENCODER, STYLESHOT_CONTOUR, STYLESHOT_LINEART, INST_STYLE,
+       CLIP_VISION_L)
 
 
 def missing_file_message(expected: ModelFile, chosen, searched) -> str:

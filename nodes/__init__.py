@@ -1,8 +1,8 @@
 """ComfyUI node classes, one module per feature; this module merges their mappings."""
 
-from . import preprocessors, style_aligned, styleshot
+from . import inst, preprocessors, style_aligned, styleshot
 
-FEATURES = (preprocessors, styleshot, style_aligned)
+FEATURES = (preprocessors, styleshot, style_aligned, inst)
 
 NODE_CLASS_MAPPINGS = {key: cls for feature in FEATURES for key, cls in feature.NODE_CLASS_MAPPINGS.items()}
 NODE_DISPLAY_NAME_MAPPINGS = {
