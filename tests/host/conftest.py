@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from fixtures import annotators, images, sd15_unet
+from fixtures import annotators, images, inst, sd15_unet
 from fixtures import styleshot as styleshot_files
+from fixtures.clip_models import write_clip_vision_l
 from fixtures.comfy_inprocess import comfyui_with_pack
 from fixtures.comfy_server import ComfyServer, write_extra_model_paths
 from fixtures.sd15_checkpoint import write_sd15_checkpoint
@@ -18,7 +19,8 @@ from PIL import Image
 INPUT_IMAGE = "example.png"  # the name the shipped workflows load (ComfyUI ships input/example.png)
 CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"  # the names the shipped sampling workflows load
 SDXL_CHECKPOINT = "sd_xl_base_1.0.safetensors"
-MODEL_FOLDERS = ["annotators", "styleshot", "checkpoints"]
+CLIP_VISION_L = "clip-vit-large-patch14.safetensors"  # the name the InST workflow loads
+MODEL_FOLDERS = ["annotators", "styleshot", "checkpoints", "inst", "clip_vision"]
 
 
 @pytest.fixture(scope="session")
@@ -34,11 +36,15 @@ def comfyui_path():
 @pytest.fixture(scope="session")
 def model_root(tmp_path_factory):
     """What extra_model_paths.yaml points at: annotators/ with the three annotator files,
-    styleshot/ with StyleShot's files and checkpoints/ (its SD1.5 file comes from `sd15_checkpoint`)."""
+    styleshot/ with StyleShot's files, inst/ with an InST embeddings.pt, and checkpoints/ and
+    clip_vision/ (their files come from `sd15_checkpoint`, `sdxl_checkpoint`, `clip_vision_l`)."""
     root = tmp_path_factory.mktemp("models")
     annotators.write_annotators(root / "annotators")
     styleshot_files.write_styleshot(root / "styleshot")
+    (root / "inst").mkdir()
+    inst.write_inst(root / "inst" / "embeddings.pt", seed=0)
     (root / "checkpoints").mkdir()
+    (root / "clip_vision").mkdir()
     return root
 
 
@@ -54,6 +60,13 @@ def sdxl_checkpoint(model_root):
     """A random-weight SDXL checkpoint that ComfyUI detects as SDXL, every level 320 wide (2.4 GB,
     about 20 s to write; fixtures/sdxl_checkpoint.py)."""
     return write_sdxl_checkpoint(model_root / "checkpoints" / SDXL_CHECKPOINT)
+
+
+@pytest.fixture(scope="session")
+def clip_vision_l(model_root):
+    """A random-weight OpenAI CLIP ViT-L/14 vision model (0.6 GB, fixtures/clip_models.py) in
+    model_root/clip_vision/, under the name the InST workflow loads."""
+    return write_clip_vision_l(model_root / "clip_vision" / CLIP_VISION_L)
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +91,7 @@ def comfy(comfyui_path, model_root, input_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(comfyui_path, model_root, sd15_checkpoint, sdxl_checkpoint, input_dir, tmp_path_factory):
+def server(comfyui_path, model_root, sd15_checkpoint, sdxl_checkpoint, clip_vision_l, input_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("comfy_base")
     (base / "input").mkdir()
     (base / "input" / INPUT_IMAGE).write_bytes((input_dir / INPUT_IMAGE).read_bytes())
