@@ -44,15 +44,20 @@ def sized_by_content(prompt):
     return isinstance(titled(prompt, "Size")["inputs"]["width"], list)
 
 
+STEPPED = SAMPLERS | {"StyleSuiteStyleAlignedInvertReference", "StyleSuiteInSTStochasticInversion"}
+
+
 def at_test_scale(prompt):
-    """A copy of a sampling workflow with the 'Sampler' (and a reference inversion) at 2 steps and
-    the 'Size' at 64x64, unless the workflow sizes it from the content image (the test image is
-    small already)."""
+    """A copy of a sampling workflow with every step count that is not linked from another node at
+    2 steps, and the 'Size' (and a 'Style size') at 64x64, unless the workflow sizes it from the
+    content image (the test image is small already)."""
     prompt = copy.deepcopy(prompt)
     if not sized_by_content(prompt):
         titled(prompt, "Size")["inputs"].update(width=TEST_SIZE, height=TEST_SIZE)
     for node in prompt.values():
-        if node["class_type"] in SAMPLERS or node["class_type"] == "StyleSuiteStyleAlignedInvertReference":
+        if node.get("_meta", {}).get("title") == "Style size":
+            node["inputs"].update(width=TEST_SIZE, height=TEST_SIZE)
+        if node["class_type"] in STEPPED and not isinstance(node["inputs"]["steps"], list):
             node["inputs"]["steps"] = TEST_STEPS
     return prompt
 
@@ -136,8 +141,8 @@ def test_a_posted_file_name_outside_the_model_folder_is_refused_before_running(s
 
 def test_every_api_workflow_is_run_by_a_test():
     assert set(PREVIEW_WORKFLOWS) | set(SAMPLING_WORKFLOWS) == set(API_WORKFLOWS)
-    assert {"styleshot_text_driven", "styleshot_image_driven_contour", "styleshot_image_driven_lineart"} <= {
-        p.stem for p in SAMPLING_WORKFLOWS}
+    assert {"styleshot_text_driven", "styleshot_image_driven_contour", "styleshot_image_driven_lineart",
+            "inst_style_transfer"} <= {p.stem for p in SAMPLING_WORKFLOWS}
 
 
 @pytest.mark.parametrize("path", SAMPLING_WORKFLOWS, ids=lambda p: p.stem)
