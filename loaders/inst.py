@@ -24,7 +24,7 @@ _WIDTHS = {1024: "SD2.x's OpenCLIP-H", 1280: "SDXL's OpenCLIP-bigG"}
 @dataclass(frozen=True)
 class StyleFile:
     """`network` (InST: computes the token from an image embedding) or `vectors` [n, 768] (fixed
-    tokens), and what the file is, for messages."""
+    tokens), and what kind of file it is, for messages."""
 
     kind: str
     network: InversionNetwork | None = None

@@ -1,6 +1,7 @@
 """InST nodes: the learned style token, prompts with it, stochastic inversion, latent AdaIN."""
 
 import hashlib
+import logging
 import weakref
 from dataclasses import dataclass
 
@@ -27,7 +28,6 @@ class StyleToken:
     """INST_TOKEN: the vectors [n, 768] that stand where the prompt's placeholder stands."""
 
     vectors: torch.Tensor
-    source: str
 
 
 # CLIP ViT-L/14 image embeddings per CLIP vision model and picture shown to it (sha1 of its pixels).
@@ -50,7 +50,7 @@ class InSTStyleToken:
         return {
             "required": {
                 "style_file": host.model_input(INST_STYLE, "InST embeddings.pt, or a textual-inversion embedding for SD1.x (.pt, .bin, .safetensors)."),
-                "preprocessing": (PREPROCESSING, {"tooltip": "official: what InST's code shows CLIP (a bug casts the image to an almost black picture; the network was trained on it, so results match the paper). corrected: the style image itself, as CLIP expects it (not what the network was trained on)."}),
+                "preprocessing": (list(PREPROCESSING), {"tooltip": "official: what InST's code shows CLIP (a bug casts the image to an almost black picture; the network was trained on it, so results match the paper). corrected: the style image itself, as CLIP expects it (not what the network was trained on)."}),
             },
             "optional": {
                 "clip_vision": ("CLIP_VISION", {"tooltip": f"OpenAI CLIP ViT-L/14 ({CLIP_VISION_L.name}); needed by InST files, not by textual-inversion embeddings."}),
@@ -65,7 +65,10 @@ class InSTStyleToken:
     def token(self, style_file, preprocessing, clip_vision=None, style_image=None):
         loaded = host.cached_load(INST_STYLE, style_file, load_style_file, kind="inst")
         if loaded.vectors is not None:
-            return (StyleToken(vectors=loaded.vectors, source=f"{style_file} ({loaded.kind})"),)
+            if style_image is not None:
+                logging.warning(f"InST Style Token: {style_file} is a {loaded.kind} file; its token is fixed, "
+                                "so the style image is not used")
+            return (StyleToken(vectors=loaded.vectors),)
         if clip_vision is None:
             raise ValueError(
                 f"{style_file} is an InST file: its token is computed from a style image's CLIP ViT-L/14 embedding. "
@@ -74,7 +77,7 @@ class InSTStyleToken:
         embedding = _image_embedding(clip_vision, _picture(style_image, preprocessing))
         with torch.no_grad():
             vector = loaded.network.token(F.normalize(embedding, dim=-1))
-        return (StyleToken(vectors=vector, source=f"{style_file} ({preprocessing} preprocessing)"),)
+        return (StyleToken(vectors=vector),)
 
 
 def _picture(style_image, preprocessing):
