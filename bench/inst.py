@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import torch  # noqa: E402
 from fixtures import images, inst  # noqa: E402
 from fixtures.clip_models import write_clip_l, write_clip_vision_l  # noqa: E402
 from common import in_process_comfyui, timed, work_dir  # noqa: E402
@@ -64,6 +65,7 @@ def main():
     clip = comfy.sd.load_clip(ckpt_paths=[str(clip_path)], clip_type=comfy.sd.CLIPType.STABLE_DIFFUSION)
     image = images.comfy_image(images.photo(768, 1024, 1))
 
+    torch.set_grad_enabled(False)  # as ComfyUI runs nodes: no autograd bookkeeping on either side
     first, cached, plain = token_times(pack, clip_vision, image, args.repeats)
     print(f"InST Style Token: first call {first:.3f} s (file + CLIP ViT-L/14 + network), cached {cached * 1000:.2f} ms; "
           f"plain CLIP vision encode {plain:.3f} s; first/plain {first / plain:.2f}, cached/plain {cached / plain:.4f}")
