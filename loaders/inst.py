@@ -41,7 +41,7 @@ def load_style_file(path) -> StyleFile:
         return _inst(content, path)
     if "string_to_param" in content:
         params = content["string_to_param"]
-        params = params._parameters if isinstance(params, Stub) else params  # rinongal's ParameterDict
+        params = params.tensors() if isinstance(params, Stub) else params  # rinongal's ParameterDict
         if not isinstance(params, dict) or not params:
             raise ModelFileError(f"{name} has an empty or unreadable string_to_param: {_expected()}")
         return StyleFile(kind="textual inversion (string_to_param)", vectors=_vectors(next(iter(params.values())), name))
@@ -57,14 +57,15 @@ def load_style_file(path) -> StyleFile:
 def _inst(content, path):
     name = os.path.basename(path)
     attention = content["attention"]
-    extra = sorted(set(content) - {"attention", "string_to_token", "learnable_vector"})
-    if extra or getattr(attention, "pickled_class", "") != "ldm.modules.embedding_manager.Attentions":
+    extra = [key for key in content if key not in ("attention", "string_to_token", "learnable_vector")]
+    pickled = type(attention).pickled_class if isinstance(attention, Stub) else type(attention).__name__
+    if extra or pickled != "ldm.modules.embedding_manager.Attentions":
         raise ModelFileError(
             f"{name} has an 'attention' entry but is not an InST file (it holds {', '.join(map(str, content))}, "
-            f"attention is a {getattr(attention, 'pickled_class', type(attention).__name__)}). ProSpect, LSAST and "
+            f"attention is a {pickled}). ProSpect, LSAST and "
             "timestep-conditioned forks compute several step-dependent vectors, a different method."
         )
-    state_dict = attention.state_dict()
+    state_dict = attention.tensors()
     _require_finite(state_dict.values(), name)
     check_layout(state_dict, _inst_layout(), path, INST_KIND)
     with torch.device("meta"):

@@ -34,10 +34,21 @@ MODULE_CLASSES = (
 
 class Stub(nn.Module):
     """Stands in for a pickled module class: nn.Module's own __setstate__ restores its attributes
-    (parameters, submodules, flags), so `state_dict()` reads the weights. `pickled_class` names
-    the class the file asked for. It has no forward."""
+    (parameters, submodules, flags); `tensors` reads the weights. `pickled_class` names the class
+    the file asked for. It has no forward."""
 
     pickled_class = ""
+
+    def tensors(self, prefix=""):
+        """{dotted name: tensor} of the parameters and buffers of this stub and its sub-stubs, read
+        from the restored attributes directly (state_dict() would call hooks the file could set)."""
+        state = vars(self)
+        found = {f"{prefix}{name}": value for key in ("_parameters", "_buffers")
+                 for name, value in dict(state.get(key) or {}).items() if isinstance(value, torch.Tensor)}
+        for name, child in dict(state.get("_modules") or {}).items():
+            if isinstance(child, Stub):
+                found.update(child.tensors(f"{prefix}{name}."))
+        return found
 
 
 _STUBS = {name: type(name.rsplit(".", 1)[1], (Stub,), {"pickled_class": name}) for name in MODULE_CLASSES}

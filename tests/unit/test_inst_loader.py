@@ -3,6 +3,7 @@ unpickler, ArtBank's variant, the usual textual-inversion formats; anything that
 is not a style token is refused with a sentence, and nothing in a refused file runs."""
 
 import pickle
+from collections import OrderedDict
 
 import pytest
 import torch
@@ -100,6 +101,16 @@ def test_a_file_carrying_a_payload_is_refused_and_nothing_in_it_runs(tmp_path, w
     message = refused(path)
     assert "embeddings.pt was refused" in message and "asks for io.open" in message and "nothing from it was run" in message
     assert not marker.exists()
+
+
+def test_hooks_a_file_sets_on_its_modules_are_never_called(tmp_path):
+    """A pickled module may carry hooks; reading its weights must not call them (state_dict() would)."""
+    network = inst.inst_network(seed=2)
+    network.attn2._state_dict_hooks[0] = OrderedDict  # an allowed global, called by state_dict()
+    with inst.ldm_classes():
+        torch.save({"string_to_token": {"*": 265}, "attention": network}, tmp_path / "embeddings.pt")
+    loaded = load_style_file(str(tmp_path / "embeddings.pt"))
+    assert torch.equal(loaded.network.net[1].bias, network.net[1].bias)
 
 
 def test_a_file_asking_for_os_system_is_refused(tmp_path):
