@@ -24,8 +24,9 @@ class ChainedPatch:
     def __init__(self, previous=None):
         self.previous = previous
 
-    def attend(self, q, k, v, extra):
-        return self.previous(q, k, v, extra) if self.previous is not None else attention(q, k, v, extra)
+    def attend(self, q, k, v, extra, mask=None):
+        """The displaced patch (which takes no mask), or ComfyUI's attention with `mask`."""
+        return self.previous(q, k, v, extra) if self.previous is not None else attention(q, k, v, extra, mask)
 
     def to(self, device_or_dtype):
         if hasattr(self.previous, "to"):

@@ -17,7 +17,7 @@ from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 from torch import nn
 
 from ..models.shared_attention import shared_attention, shared_group_norm
-from .attention import ChainedPatch, attention
+from .attention import ChainedPatch
 
 WRAPPER_KEY = "style_suite.style_aligned"
 
@@ -89,11 +89,8 @@ class SharedAttention(ChainedPatch):
         per = _rows_per_chunk(q, extra)
         if per is None:
             return self.attend(q, k, v, extra)
-        if self.previous is not None:  # another pack's patch runs on the shared keys (without the shift)
-            run = lambda q, k, v, mask: self.previous(q, k, v, extra)  # noqa: E731
-        else:
-            run = lambda q, k, v, mask: attention(q, k, v, extra, mask)  # noqa: E731
-        return shared_attention(q, k, v, per, run, **self._options)
+        # another pack's patch runs on the shared keys, without the shift (it takes no mask)
+        return shared_attention(q, k, v, per, lambda q, k, v, mask: self.attend(q, k, v, extra, mask), **self._options)
 
     def __deepcopy__(self, memo):
         return self  # immutable: MODEL.clone() may share it
