@@ -8,11 +8,11 @@
 
 from dataclasses import dataclass
 
-import comfy.sample
 import comfy.samplers
 import torch
 
 from ..models.shared_attention import latent_at, reference_level
+from .sampling import sample_from_clean
 from .style_aligned import has_batch_align
 
 WRAPPER_KEY = "style_suite.style_aligned_reference"
@@ -41,22 +41,20 @@ def invert(model, positive, negative, latent, steps, scheduler, cfg, on_step):
     ascending[0] = float(sampling.sigma_min)  # the schedule ends at 0; DDIM starts from the first level
     kept = []
 
-    def ddim_inversion(model_k, x, sigmas, extra_args=None, callback=None, disable=None):
+    def ddim_inversion(model_k, x, sigmas, extra_args):
         ones = x.new_ones([x.shape[0]])
         kept.append(x.float().cpu())
         for i in range(len(sigmas) - 1):
             low, high = sigmas[i], sigmas[i + 1]
             # the UNet gets the current latent as it is (its input scale is 1/sqrt(sigma^2 + 1))
             at_high = x * ((high ** 2 + 1) / (low ** 2 + 1)).sqrt()
-            eps = (at_high - model_k(at_high, high * ones, **(extra_args or {}))) / high
+            eps = (at_high - model_k(at_high, high * ones, **extra_args)) / high
             x = x + (high - low) * eps
             kept.append(x.float().cpu())
             on_step(i + 1)
         return x
 
-    noise = torch.zeros_like(latent)
-    comfy.sample.sample_custom(model, noise, cfg, comfy.samplers.KSAMPLER(ddim_inversion), ascending,
-                               positive, negative, latent, disable_pbar=True, seed=0)
+    sample_from_clean(model, ddim_inversion, ascending, cfg, positive, negative, latent)
     return Trajectory(sigmas=ascending, latents=torch.cat(kept), positive=positive,
                       latent_format=type(model.model.latent_format).__name__)
 

@@ -17,6 +17,8 @@ import comfy.sample
 import comfy.samplers
 import torch
 
+from .sampling import sample_from_clean
+
 
 def inversion_schedule(sampling, steps, strength, scheduler="ddim_uniform"):
     """(sigma_inv, sigma_start, start_at_step) for `steps` steps of `scheduler`. ComfyUI's
@@ -58,15 +60,12 @@ def stochastic_inversion(model, positive, latent, strength, steps, seed, schedul
     noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
     rescale = ((1 + sigma_start ** 2) / (1 + sigma_inv ** 2)) ** 0.5
 
-    def invert(model_k, z0, sigmas, extra_args=None, callback=None, disable=None):
+    def invert(model_k, z0, sigmas, extra_args):
         sigma = sigmas[0]
         noisy = z0 + sigma * noise.to(z0)
-        predicted = (noisy - model_k(noisy, sigma * z0.new_ones([z0.shape[0]]), **(extra_args or {}))) / sigma
+        predicted = (noisy - model_k(noisy, sigma * z0.new_ones([z0.shape[0]]), **extra_args)) / sigma
         return (z0 + sigma * predicted) * rescale
 
-    # Zero noise: the sampler hands `invert` the clean latent; cfg 1 evaluates `positive` only.
-    started = comfy.sample.sample_custom(
-        model, torch.zeros_like(samples), 1.0, comfy.samplers.KSAMPLER(invert), torch.tensor([sigma_inv, 0.0]),
-        positive, positive, samples, disable_pbar=True, seed=seed,
-    )
+    # cfg 1 evaluates `positive` only
+    started = sample_from_clean(model, invert, torch.tensor([sigma_inv, 0.0]), 1.0, positive, positive, samples, seed)
     return started, start
