@@ -9,6 +9,7 @@
 
 import os
 from dataclasses import dataclass
+from functools import cache
 
 import torch
 
@@ -78,6 +79,7 @@ def _inst(content, path):
         return StyleFile(kind="InST with a learned input vector (ArtBank)", vectors=network.token(vector))
 
 
+@cache
 def _inst_layout():
     with torch.device("meta"):
         return {key: tuple(t.shape) for key, t in InversionNetwork().state_dict().items()}
