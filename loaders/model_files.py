@@ -13,8 +13,10 @@ class ModelFile:
     purpose: str
     url: str
     size_mb: float
-    sha256: str = ""
+    sha256: str = ""  # of the published file (its Git LFS pointer), where known
+    size_bytes: int = 0  # exact published size, where known
     published_name: str = ""  # the name at `url` when the folder needs another one
+    direct_download: bool = True  # False: `url` is a page to pick a file from by hand
 
     @property
     def download_name(self) -> str:
@@ -27,6 +29,7 @@ HED = ModelFile(
     purpose="HED edge network for StyleShot Contour and HED Soft Edges",
     url="https://huggingface.co/lllyasviel/Annotators/resolve/main/ControlNetHED.pth",
     size_mb=29.4,
+    size_bytes=29_444_406,
     sha256="5ca93762ffd68a29fee1af9d495bf6aab80ae86f08905fb35472a083a4c7a8fa",
 )
 LINEART_FINE = ModelFile(
@@ -35,6 +38,7 @@ LINEART_FINE = ModelFile(
     purpose="fine lineart generator for Lineart (StyleShot's default)",
     url="https://huggingface.co/lllyasviel/Annotators/resolve/main/sk_model.pth",
     size_mb=17.2,
+    size_bytes=17_173_511,
     sha256="c686ced2a666b4850b4bb6ccf0748031c3eda9f822de73a34b8979970d90f0c6",
 )
 LINEART_COARSE = ModelFile(
@@ -51,7 +55,8 @@ STYLE_ENCODER = ModelFile(
     folder="styleshot",
     purpose="StyleShot style-aware encoder (one file for both releases), or its converted .safetensors",
     url="https://huggingface.co/Gaojunyao/StyleShot/resolve/main/pretrained_weight/style_aware_encoder.bin",
-    size_mb=1807.0,
+    size_mb=1807.2,
+    size_bytes=1_807_217_753,
     sha256="5ef458358b6acdd2e1451e8ada6b1f60e5a02f031a2e0eca724d69c48b999196",
 )
 STYLESHOT_CONTOUR = ModelFile(
@@ -59,7 +64,7 @@ STYLESHOT_CONTOUR = ModelFile(
     folder="styleshot",
     purpose="StyleShot style adapter and contour content-fusion encoder, or its converted .safetensors",
     url="https://huggingface.co/Gaojunyao/StyleShot/resolve/main/pretrained_weight/ip.bin",
-    size_mb=4978.8,
+    size_mb=4979.1,
     published_name="ip.bin",
 )
 STYLESHOT_LINEART = ModelFile(
@@ -67,7 +72,9 @@ STYLESHOT_LINEART = ModelFile(
     folder="styleshot",
     purpose="StyleShot style adapter and lineart content-fusion encoder, or its converted .safetensors",
     url="https://huggingface.co/Gaojunyao/StyleShot_lineart/resolve/main/pretrained_weight/ip.bin",
-    size_mb=4978.8,
+    size_mb=4979.1,
+    size_bytes=4_979_093_987,
+    sha256="20c9f5018f444a90e9a8b7aed56d24c7a134a92822d3dbddaed544fbbf4bfe1e",
     published_name="ip.bin",
 )
 
@@ -78,6 +85,7 @@ INST_STYLE = ModelFile(
             "or a textual-inversion embedding for SD1.x",
     url="https://drive.google.com/drive/folders/1vte8eIp1QG9sQ4iKVeuQnB-RqmqMxVoD",
     size_mb=15.0,
+    direct_download=False,
 )
 CLIP_VISION_L = ModelFile(
     name="clip-vit-large-patch14.safetensors",
@@ -85,6 +93,8 @@ CLIP_VISION_L = ModelFile(
     purpose="CLIP ViT-L/14 (OpenAI), the image encoder InST computes its style token from",
     url="https://huggingface.co/openai/clip-vit-large-patch14/resolve/main/model.safetensors",
     size_mb=1710.5,
+    size_bytes=1_710_540_580,
+    sha256="a2bf730a0c7debf160f7a6b50b3aaf3703e7e88ac73de7a314903141db026dcb",
     published_name="model.safetensors",
 )
 
