@@ -10,7 +10,7 @@ from fixtures import annotators, images, inst, sd15_unet
 from fixtures import styleshot as styleshot_files
 from fixtures.clip_models import write_clip_vision_l
 from fixtures.comfy_inprocess import comfyui_with_pack
-from fixtures.comfy_server import ComfyServer, write_extra_model_paths
+from fixtures.comfy_server import MODEL_FOLDERS, ComfyServer, write_extra_model_paths
 from fixtures.sd15_checkpoint import write_sd15_checkpoint
 from fixtures.sdxl_checkpoint import write_sdxl_checkpoint
 from fixtures.styleshot_nodes import LATENT, encode, forward, install_ip_adapter, load, style_image, tensors
@@ -20,7 +20,6 @@ INPUT_IMAGE = "example.png"  # the name the shipped workflows load (ComfyUI ship
 CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"  # the names the shipped sampling workflows load
 SDXL_CHECKPOINT = "sd_xl_base_1.0.safetensors"
 CLIP_VISION_L = "clip-vit-large-patch14.safetensors"  # the name the InST workflow loads
-MODEL_FOLDERS = ["annotators", "styleshot", "checkpoints", "inst", "clip_vision"]
 
 
 @pytest.fixture(scope="session")
