@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+from contextlib import contextmanager
 
 import torch
 from safetensors import safe_open
@@ -22,14 +23,36 @@ def read_weights(path, unpickle=None, keep=None):
     would run code when loaded is refused before any of it runs. Safetensors are memory-mapped:
     keys dropped by `keep(name) -> bool` (ip.bin's 3.5 GB UNet copy) are never read.
     """
-    name = os.path.basename(path)
-    if os.path.getsize(path) == 0:
-        raise ModelFileError(f"{name} is empty (0 bytes): the download did not finish; download it again")
-    try:
+    with _reading(path):
         if path.lower().endswith(SAFETENSORS_SUFFIXES):
             with safe_open(path, framework="pt") as file:
                 return {k: file.get_tensor(k) for k in file.keys() if keep is None or keep(k)}
         return (unpickle or _torch_load)(path)
+
+
+def read_header(path) -> dict:
+    """A safetensors file's tensors as {name: meta tensor}: shapes and dtypes, no data read (whatever
+    the file's name; safetensors checks that the data the header lists is all there)."""
+    with _reading(path), safe_open(path, framework="pt") as file:
+        slices = {k: file.get_slice(k) for k in file.keys()}
+        codes = {s.get_dtype() for s in slices.values()} - set(_TORCH_DTYPES)
+        if codes:
+            raise ModelFileError(f"{os.path.basename(path)} stores {', '.join(sorted(codes))} tensors; the model files "
+                                 "this pack reads store fp32, fp16 or bf16: choose the file the README lists")
+        return {k: torch.empty(s.get_shape(), dtype=_TORCH_DTYPES[s.get_dtype()], device="meta")
+                for k, s in slices.items()}
+
+
+@contextmanager
+def _reading(path):
+    """Turn what torch and safetensors raise for a file they cannot read into one ModelFileError."""
+    name = os.path.basename(path)
+    if os.path.getsize(path) == 0:
+        raise ModelFileError(f"{name} is empty (0 bytes): the download did not finish; download it again")
+    try:
+        yield
+    except ModelFileError:
+        raise
     except pickle.UnpicklingError as error:
         raise ModelFileError(
             f"{name} was refused: loading it would create objects a weights file never needs "
@@ -72,6 +95,7 @@ _SAFETENSORS_DTYPES = {
     torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
     torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
 }
+_TORCH_DTYPES = {code: dtype for dtype, code in _SAFETENSORS_DTYPES.items()}
 
 
 def write_safetensors(path, tensors: dict, dtype=None, metadata=None) -> None:
@@ -133,6 +157,12 @@ def check_layout(state_dict, expected, path, kind, recognise=None) -> None:
         f"{os.path.basename(path)} is not a {kind}: {', '.join(problems)}.{hint} "
         "Choose the right file for this input."
     )
+
+
+def dtype_names(tensors) -> str:
+    """How tensors are stored, for messages: "fp16", "fp16 and fp32"."""
+    names = {dtype: f"fp{dtype.itemsize * 8}" for dtype in (torch.float16, torch.float32, torch.float64)}
+    return " and ".join(sorted({names.get(t.dtype, str(t.dtype).removeprefix("torch.")) for t in tensors}))
 
 
 def _first_line(error) -> str:
