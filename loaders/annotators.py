@@ -38,11 +38,16 @@ def recognise(state_dict):
     return None
 
 
-def _load(path, kind):
+def read_annotator_weights(path, kind) -> dict:
+    """The state dict of an annotator file, checked against the layout of `kind` (HED_KIND, LINEART_KIND)."""
     state_dict = read_state_dict(path)
     check_layout(state_dict, _layouts()[kind], path, kind, recognise)
+    return state_dict
+
+
+def _load(path, kind):
     # fp32 master copy whatever the file stores (the HED file is fp16); callers cast for compute.
-    return materialize(_empty(kind), state_dict)
+    return materialize(_empty(kind), read_annotator_weights(path, kind))
 
 
 def load_hed(path) -> HEDNetwork:
