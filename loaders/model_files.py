@@ -3,7 +3,10 @@
 README's model table and every "file not found" message are written from this one list.
 """
 
+import os
 from dataclasses import dataclass
+
+PACK_FOLDERS = ("annotators", "styleshot", "inst")  # the model folders the pack registers; ComfyUI has the others
 
 
 @dataclass(frozen=True)
@@ -17,10 +20,20 @@ class ModelFile:
     size_bytes: int = 0  # exact published size, where known
     published_name: str = ""  # the name at `url` when the folder needs another one
     direct_download: bool = True  # False: `url` is a page to pick a file from by hand
+    required: bool = True  # False: only an optional feature needs it (`models` reports it, missing is fine)
+    convertible: bool = False  # also taken as <stem>.safetensors, the slim copy loaders/convert.py writes
+    any_name: bool = False  # one file per style, named freely: every file in the folder is one
 
     @property
     def download_name(self) -> str:
         return self.published_name or self.name
+
+    @property
+    def accepted_names(self) -> tuple:
+        """The names the nodes and workflows look for in the folder."""
+        if not self.convertible:
+            return (self.name,)
+        return self.name, f"{os.path.splitext(self.name)[0]}.safetensors"
 
 
 HED = ModelFile(
@@ -48,6 +61,7 @@ LINEART_COARSE = ModelFile(
     url="https://huggingface.co/lllyasviel/Annotators/resolve/main/sk_model2.pth",
     size_mb=17.2,
     sha256="30a534781061f34e83bb9406b4335da4ff2616c95d22a585c1245aa8363e74e0",
+    required=False,
 )
 
 STYLE_ENCODER = ModelFile(
@@ -58,6 +72,7 @@ STYLE_ENCODER = ModelFile(
     size_mb=1807.2,
     size_bytes=1_807_217_753,
     sha256="5ef458358b6acdd2e1451e8ada6b1f60e5a02f031a2e0eca724d69c48b999196",
+    convertible=True,
 )
 STYLESHOT_CONTOUR = ModelFile(
     name="styleshot_contour_ip.bin",
@@ -66,6 +81,7 @@ STYLESHOT_CONTOUR = ModelFile(
     url="https://huggingface.co/Gaojunyao/StyleShot/resolve/main/pretrained_weight/ip.bin",
     size_mb=4979.1,
     published_name="ip.bin",
+    convertible=True,
 )
 STYLESHOT_LINEART = ModelFile(
     name="styleshot_lineart_ip.bin",
@@ -76,6 +92,8 @@ STYLESHOT_LINEART = ModelFile(
     size_bytes=4_979_093_987,
     sha256="20c9f5018f444a90e9a8b7aed56d24c7a134a92822d3dbddaed544fbbf4bfe1e",
     published_name="ip.bin",
+    convertible=True,
+    required=False,
 )
 
 INST_STYLE = ModelFile(
@@ -86,6 +104,8 @@ INST_STYLE = ModelFile(
     url="https://drive.google.com/drive/folders/1vte8eIp1QG9sQ4iKVeuQnB-RqmqMxVoD",
     size_mb=15.0,
     direct_download=False,
+    required=False,
+    any_name=True,
 )
 CLIP_VISION_L = ModelFile(
     name="clip-vit-large-patch14.safetensors",
@@ -96,6 +116,7 @@ CLIP_VISION_L = ModelFile(
     size_bytes=1_710_540_580,
     sha256="a2bf730a0c7debf160f7a6b50b3aaf3703e7e88ac73de7a314903141db026dcb",
     published_name="model.safetensors",
+    required=False,  # InST only
 )
 
 ALL = (HED, LINEART_FINE, LINEART_COARSE, STYLE_ENCODER, STYLESHOT_CONTOUR, STYLESHOT_LINEART, INST_STYLE,

@@ -9,16 +9,14 @@ import comfy.utils
 import folder_paths
 import torch
 
-from ..loaders.model_files import missing_file_message
+from ..loaders.model_files import PACK_FOLDERS, missing_file_message
 from ..preprocessors.run import map_images
-
-MODEL_FOLDERS = ("annotators", "styleshot", "inst")
 
 
 def register_model_folders() -> None:
     """Add models/<key> for each pack folder, keeping paths extra_model_paths.yaml already added
     (ComfyUI reads that file before packs load, creating the key with no extension filter)."""
-    for key in MODEL_FOLDERS:
+    for key in PACK_FOLDERS:
         default = os.path.join(folder_paths.models_dir, key)
         paths = list(folder_paths.folder_names_and_paths.get(key, ([], set()))[0])
         if default not in paths:
