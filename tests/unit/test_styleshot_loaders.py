@@ -10,6 +10,7 @@ import pytest
 import torch
 from fixtures import annotators, styleshot
 from fixtures.payload import Payload
+from fixtures.styleshot import layout_only
 from safetensors.torch import save_file
 
 from style_suite.loaders.sd15_controlnet import controlnet_layout
@@ -31,12 +32,6 @@ def stage1_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def hed_file(tmp_path_factory):
     return str(annotators.write_hed(tmp_path_factory.mktemp("hed") / "ControlNetHED.pth"))
-
-
-def layout_only(layout, dtype=torch.float32):
-    """Tensors with the right shapes that cost no memory or disk: each key is a broadcast view of
-    one scalar (its position in the layout), so the loaders' checks see the real shapes."""
-    return {key: torch.full((), float(i), dtype=dtype).expand(shape) for i, (key, shape) in enumerate(layout.items())}
 
 
 def save(tmp_path, name, state_dict):
