@@ -278,7 +278,7 @@ def test_a_batch_spreads_over_servers_hands_jobs_of_a_dead_one_on_and_reports_fa
     def refuses_bad_style(prompt):
         return refuse if bad_style in prompt["3"]["inputs"]["image"] else None
 
-    servers = [fake(refuse=refuses_bad_style), fake(refuse=refuses_bad_style)]
+    servers = [fake(refuse=refuses_bad_style, seconds=0.3), fake(refuse=refuses_bad_style, seconds=0.3)]
     dead = f"http://127.0.0.1:{free_port()}"
     styles = [tmp_path / f"s{i}.png" for i in range(4)]
     jobs = batch.plan(styles, [tmp_path / "c.png"], tmp_path / "out")
