@@ -2,14 +2,12 @@
 stand-in server (fixtures/fake_comfy.py), workflows set by title, progress, and batch planning.
 tests/host/test_headless.py runs the same command line against a real ComfyUI."""
 
-import asyncio
 import io
 import json
-import threading
 
 import pytest
 from aiohttp import WSMsgType, web
-from fixtures.fake_comfy import FakeComfy
+from fixtures.fake_comfy import FakeComfy, ServerThread
 from style_suite.headless import batch, workflow
 from style_suite.headless.cli import main
 from style_suite.headless.client import Comfy, ComfyError, ServerUnreachable
@@ -27,22 +25,9 @@ class Peer:
 
     def __init__(self, script):
         self.script, self.received = script, []
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        threading.Thread(target=self._serve, args=(ready,), daemon=True).start()
-        ready.wait(10)
-
-    def _serve(self, ready):
-        asyncio.set_event_loop(self.loop)
         app = web.Application()
         app.router.add_get("/ws", self._ws)
-        runner = web.AppRunner(app)
-        self.loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self.loop.run_until_complete(site.start())
-        self.url = f"ws://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/ws?clientId=abc"
-        ready.set()
-        self.loop.run_forever()
+        self.url = f"ws://127.0.0.1:{ServerThread(app).port}/ws?clientId=abc"
 
     async def _ws(self, request):
         ws = web.WebSocketResponse(autoping=False)
@@ -335,3 +320,9 @@ def test_cli_errors_exit_1_with_one_sentence(fake, tmp_path, capsys):
     assert capsys.readouterr().err.strip().endswith("error: node 9 'Sampler' (KSampler) failed: RuntimeError: boom")
     assert main(["stylize", "--style", str(tmp_path / "none.png"), "--server", server.url]) == 1
     assert "style image" in capsys.readouterr().err and len(server.prompts) == 1
+
+
+def test_cancel_takes_the_prompt_off_the_queue_and_interrupts_it(fake):
+    server = fake()
+    Comfy(server.url).cancel("some-id")
+    assert server.deleted == ["some-id"] and server.interrupted == ["some-id"]
