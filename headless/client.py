@@ -40,7 +40,7 @@ class Comfy:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return response.read()
-        except urllib.error.HTTPError:
+        except urllib.error.HTTPError:  # the server answered: callers read its error (a URLError too)
             raise
         except (urllib.error.URLError, ConnectionError, socket.timeout) as error:
             raise self._unreachable(getattr(error, "reason", error)) from None
@@ -60,10 +60,6 @@ class Comfy:
     def check(self):
         """Fail early, and clearly, when the server is not there."""
         self.get("/system_stats")
-
-    def missing_node_types(self, class_types) -> list:
-        known = self.get("/object_info")
-        return sorted({c for c in class_types if c not in known})
 
     # Inputs and outputs ---------------------------------------------------------------------------
     def upload_image(self, path: Path) -> str:
