@@ -3,96 +3,20 @@ workflow of workflows/api/ executed with fixture weights. Workflows without a sa
 pixel-equal to the in-process result; sampling workflows run at a CPU-test size (2 steps, and 64x64
 unless the size comes from the content image, set by node title) and must save their PNG."""
 
-import copy
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from fixtures.comfy_inprocess import run_workflow
 from fixtures.comfy_server import PACK_FOLDER_NAME
+from fixtures.shipped_workflows import (
+    API_DIR, API_WORKFLOWS, TEST_SIZE, assert_saved_pngs, at_test_scale, load, samples, saved_pngs, titled,
+)
 from PIL import Image
-
-API_DIR = Path(__file__).resolve().parents[2] / "workflows" / "api"
-API_WORKFLOWS = sorted(API_DIR.glob("*.json"))
-SAMPLERS = {"KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced"}
-
-
-def load(path):
-    return json.loads(path.read_text())
-
-
-def samples(prompt):
-    return any(node["class_type"] in SAMPLERS for node in prompt.values())
-
 
 PREVIEW_WORKFLOWS = [p for p in API_WORKFLOWS if not samples(load(p))]
 SAMPLING_WORKFLOWS = [p for p in API_WORKFLOWS if samples(load(p))]
-TEST_SIZE, TEST_STEPS = 64, 2
-
-
-def titled(prompt, title):
-    """The one node of `prompt` with this title (what users see, and what these tests set)."""
-    nodes = [node for node in prompt.values() if node.get("_meta", {}).get("title") == title]
-    assert len(nodes) == 1, f"the workflow needs exactly one node titled '{title}', found {len(nodes)}"
-    return nodes[0]
-
-
-def sized_by_content(prompt):
-    """Whether the 'Size' latent takes its width and height from another node (the content map)."""
-    return isinstance(titled(prompt, "Size")["inputs"]["width"], list)
-
-
-STEPPED = SAMPLERS | {"StyleSuiteStyleAlignedInvertReference", "StyleSuiteInSTStochasticInversion"}
-
-
-def at_test_scale(prompt):
-    """A copy of a sampling workflow with every step count that is not linked from another node at
-    2 steps, and the 'Size' (and a 'Style size') at 64x64, unless the workflow sizes it from the
-    content image (the test image is small already)."""
-    prompt = copy.deepcopy(prompt)
-    if not sized_by_content(prompt):
-        titled(prompt, "Size")["inputs"].update(width=TEST_SIZE, height=TEST_SIZE)
-    for node in prompt.values():
-        if node.get("_meta", {}).get("title") == "Style size":
-            node["inputs"].update(width=TEST_SIZE, height=TEST_SIZE)
-        if node["class_type"] in STEPPED and not isinstance(node["inputs"]["steps"], list):
-            node["inputs"]["steps"] = TEST_STEPS
-    return prompt
-
-
-def expected_images(prompt):
-    """How many images a sampling workflow saves: one per line of its 'Prompts' (StyleAligned),
-    plus the reference with Reference Apply; otherwise 1."""
-    batches = [node for node in prompt.values() if node["class_type"] == "StyleSuiteStyleAlignedPromptBatch"]
-    if not batches:
-        return 1
-    lines = [line for line in batches[0]["inputs"]["prompts"].splitlines() if line.strip()]
-    with_reference = any(node["class_type"] == "StyleSuiteStyleAlignedReferenceApply" for node in prompt.values())
-    return len(lines) + with_reference
-
-
-def expected_size(server, prompt):
-    """(width, height) of the saved image: 64x64, or the content image's size rounded down to a
-    multiple of 8, as StyleShot's image-driven pipeline gives."""
-    if not sized_by_content(prompt):
-        return TEST_SIZE, TEST_SIZE
-    with Image.open(server.base / "input" / titled(prompt, "Content image")["inputs"]["image"]) as content:
-        return content.width // 8 * 8, content.height // 8 * 8
-
-
-def saved_pngs(server, prompt, entry):
-    """{SaveImage node id: [(file on disk, image as served)]} for a finished prompt."""
-    saved = {}
-    for node_id, node in prompt.items():
-        if node["class_type"] != "SaveImage":
-            continue
-        images = entry["outputs"][node_id]["images"]
-        saved[node_id] = [
-            (server.base / "output" / image["subfolder"] / image["filename"], server.view(image)) for image in images
-        ]
-    return saved
 
 
 def test_object_info_lists_every_node_of_the_pack(server, comfy):
@@ -148,19 +72,7 @@ def test_every_api_workflow_is_run_by_a_test():
 @pytest.mark.parametrize("path", SAMPLING_WORKFLOWS, ids=lambda p: p.stem)
 def test_sampling_workflow_runs_on_the_server_and_saves_its_png(server, path):
     prompt = at_test_scale(load(path))
-    entry = server.run(prompt)
-    saved = saved_pngs(server, prompt, entry)
-    assert saved, f"{path.name} has no Save Image node"
-    for node_id, files in saved.items():
-        prefix = prompt[node_id]["inputs"]["filename_prefix"]
-        assert len(files) == expected_images(prompt)
-        for file, served in files:
-            assert file.is_file(), f"{file} was not written"
-            assert file.relative_to(server.base / "output").as_posix().startswith(prefix + "_")
-            assert file.read_bytes() == served
-            with Image.open(file) as png:
-                assert png.format == "PNG" and png.size == expected_size(server, prompt)
-                assert np.asarray(png.convert("RGB")).std() > 0  # an image, not a blank
+    assert_saved_pngs(server, prompt, server.run(prompt))
 
 
 def _text_driven():
