@@ -13,16 +13,21 @@ import pytest
 from fixtures.shipped_workflows import API_DIR, UI_WORKFLOWS, assert_saved_pngs, at_test_scale, load
 from PIL import Image
 
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="Playwright is not installed in this Python: `pip install playwright` (README, 'Tests')"
-)
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+MISSING = []
+if not os.environ.get("COMFYUI_PATH"):
+    MISSING.append("COMFYUI_PATH is not set: point it at a ComfyUI checkout")
+try:
+    from playwright import sync_api
+except ImportError:
+    MISSING.append("Playwright is not installed in this Python: `pip install playwright`")
 if not CHROMIUM.is_file():
-    pytest.skip(f"no Chromium at {CHROMIUM}: `apt install chromium`, or set CHROMIUM_PATH (README, 'Tests')",
-                allow_module_level=True)
+    MISSING.append(f"no Chromium at {CHROMIUM}: `apt install chromium`, or set CHROMIUM_PATH")
+if MISSING:
+    pytest.skip("; ".join(MISSING) + " (README, 'Tests')", allow_module_level=True)
 
 # Chromium reaches nothing but the test server: no name resolves except loopback, and no background
-# service (updates, sync, metrics, safe browsing) starts. Requests elsewhere are also aborted by the page.
+# service (updates, sync, metrics) starts. Requests elsewhere are also aborted by the page.
 OFFLINE_FLAGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
     "--no-proxy-server",
