@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+import re
 from contextlib import contextmanager
 
 import torch
@@ -53,25 +54,57 @@ def _reading(path):
         yield
     except ModelFileError:
         raise
-    except pickle.UnpicklingError as error:
-        raise ModelFileError(
-            f"{name} was refused: loading it would create objects a weights file never needs "
-            f"({_first_line(error)}); nothing from it was run. Only use weight files from the sources listed in the README."
-        ) from None
     except Exception as error:  # truncated zips, foreign formats: torch and safetensors raise many types
+        not_weights = _not_weights(path)
+        if not_weights:
+            raise ModelFileError(f"{name} {not_weights}") from None
+        if isinstance(error, pickle.UnpicklingError):
+            raise ModelFileError(
+                f"{name} was refused: {_refused(error)}, which a weights file never needs; nothing from it was "
+                "run. Only use weight files from the sources listed in the README."
+            ) from None
         raise ModelFileError(
             f"{name} could not be read as a weights file ({type(error).__name__}: {_first_line(error)}). "
             "It may be truncated or not a model file: download it again."
         ) from None
 
 
+def _not_weights(path):
+    """What a file that failed to load is instead, from its first bytes (a web page or a Git LFS
+    pointer saved under a model's name), or None."""
+    with open(path, "rb") as file:
+        head = file.read(256).lstrip().lower()
+    if head.startswith(b"version https://git-lfs"):
+        return ("is a Git LFS pointer (a few lines of text), not the model file: download the file itself "
+                "(the README's link), not a clone of the repository without git-lfs")
+    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml", b"{\"error")):
+        return ("is a web page or an error message, not a model file: the download saved what the server "
+                "answered instead of the file; download it again from the README's link")
+    return None
+
+
+def _refused(error) -> str:
+    """What a refused pickle asked for: the global it named (ours or torch's message), where known."""
+    qualified = getattr(error, "qualified", None) or next(iter(re.findall(r"GLOBAL ([\w.]+)", str(error))), None)
+    return f"it asks for {qualified}" if qualified else "it holds objects or pickle instructions"
+
+
 def read_state_dict(path, keep=None) -> dict:
-    """A flat {name: tensor} dict from safetensors or a weights-only torch pickle (read_weights)."""
+    """A flat {name: floating-point tensor} dict from safetensors or a weights-only torch pickle
+    (read_weights), keys dropped by `keep` left out. Both formats are memory-mapped: a file of the
+    wrong kind is refused by the caller's layout check before its data is read."""
     state_dict = read_weights(path, keep=keep)
     name = os.path.basename(path)
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ModelFileError(f"{name} holds a {type(state_dict).__name__}, not a flat dictionary of tensors")
-    return {k: v for k, v in state_dict.items() if keep is None or keep(k)}
+    state_dict = {k: v for k, v in state_dict.items() if keep is None or keep(k)}
+    not_float = [k for k, v in state_dict.items() if not v.is_floating_point()]
+    if not_float:
+        raise ModelFileError(
+            f"{name} stores {dtype_names(state_dict[k] for k in not_float)} tensors where network weights are "
+            f"floating point (first: {not_float[0]}): it is not a model file for this input"
+        )
+    return state_dict
 
 
 def _torch_load(path):

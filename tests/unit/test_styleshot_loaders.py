@@ -1,15 +1,14 @@
 """Loading StyleShot's `style_aware_encoder.bin` and `ip.bin` (research/styleshot.md 1.6, 2): the
 published layouts load (the `unet.` copy skipped, content fusion optional), anything else is refused
-with a sentence naming the file, the first mismatch and what the file looks like; nothing in a file
-runs, and ip.bin's UNet copy is never read into memory."""
+with a sentence naming the file, the first mismatch and what the file looks like, and ip.bin's UNet
+copy is never read into memory (files that try to run code: test_hostile_files.py)."""
 
+import gc
 import os
-import pickle
 
 import pytest
 import torch
 from fixtures import annotators, styleshot
-from fixtures.payload import Payload
 from fixtures.styleshot import layout_only
 from safetensors.torch import save_file
 
@@ -169,20 +168,6 @@ def test_an_annotator_file_in_the_styleshot_slots_is_recognised(hed_file):
         assert "It looks like the HED network" in message
 
 
-def test_a_pickle_that_runs_code_is_refused_and_does_not_run(tmp_path):
-    marker = tmp_path / "ran"
-    sd = styleshot.adapter_state_dict(content_fusion=False, unet=False)
-    sd["adapter_modules.1.to_k_ip.weight"] = Payload(str(marker))
-    path = save(tmp_path, "ip.bin", sd)
-    assert "ip.bin was refused" in refused(load_adapter, path)
-    assert "style_aware_encoder.bin was refused" in refused(
-        load_encoder, save(tmp_path, "style_aware_encoder.bin", {"cnn.0.conv_in.weight": Payload(str(marker))}))
-    with open(tmp_path / "plain.bin", "wb") as f:  # a bare pickle, not a torch zip
-        pickle.dump({"adapter_modules.1.to_k_ip.weight": Payload(str(marker))}, f)
-    refused(load_adapter, str(tmp_path / "plain.bin"))
-    assert not marker.exists()
-
-
 def test_empty_and_truncated_files_are_refused(tmp_path, stage1_file):
     empty = tmp_path / "ip.bin"
     empty.write_bytes(b"")
@@ -229,6 +214,7 @@ def test_the_unet_copy_is_never_read(tmp_path):
     path = save(tmp_path, "ip.bin", sd)
     del sd
     assert os.path.getsize(path) > unet_mib * 2**20
+    gc.collect()  # what earlier tests freed must not count as growth
     before = _status_mib("VmRSS")
     peak_tracked = _reset_peak()
     adapter = load_adapter(path)
