@@ -51,6 +51,13 @@ def refusal(loader, path):
     return str(error.value)
 
 
+def test_the_payload_is_live_so_an_absent_marker_means_it_never_ran(tmp_path):
+    marker = tmp_path / "the command ran"
+    torch.save({"norm": Command(marker)}, tmp_path / "payload.pth")
+    torch.load(tmp_path / "payload.pth", weights_only=False)  # what an unsafe loader would do
+    assert marker.exists()
+
+
 @pytest.mark.parametrize("container", ["torch zip", "torch legacy", "pickle protocol 2", "pickle protocol 4"])
 @pytest.mark.parametrize("slot", SLOTS)
 def test_a_pickle_that_would_run_a_command_is_refused_and_the_command_never_runs(tmp_path, slot, container):
