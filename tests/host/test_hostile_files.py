@@ -3,11 +3,8 @@ them: for every loader slot the shipped workflow, with the slot set to a file wh
 a shell command, fails at that node with the pack's refusal naming the file, and the command never
 ran in the server. (The full matrix of containers and lying headers: tests/unit/test_hostile_files.py.)"""
 
-import pickle
-
 import pytest
-import torch
-from fixtures.payload import Command
+from fixtures.payload import Command, save_payload
 from fixtures.shipped_workflows import API_DIR, at_test_scale, load, titled
 
 # slot: (folder, file name, how it is stored, its content given the payload, workflow, node title, input)
@@ -15,7 +12,7 @@ SLOTS = {
     "HED": ("annotators", "payload_hed.pth", "torch zip", lambda p: {"norm": p}, "contour_preview", "Contour", "hed_model"),
     "lineart": ("annotators", "payload_lineart.pth", "torch legacy", lambda p: {"model0.1.weight": p},
                 "lineart_preview", "Lineart", "lineart_model"),
-    "StyleShot encoder": ("styleshot", "payload_encoder.bin", "bare pickle", lambda p: {"cnn.0.conv_in.weight": p},
+    "StyleShot encoder": ("styleshot", "payload_encoder.bin", "pickle protocol 2", lambda p: {"cnn.0.conv_in.weight": p},
                           "styleshot_text_driven", "StyleShot Loader", "style_encoder"),
     "StyleShot adapter": ("styleshot", "payload_ip.bin", "torch zip", lambda p: {"adapter_modules.1.to_k_ip.weight": p},
                           "styleshot_text_driven", "StyleShot Loader", "adapter"),
@@ -34,11 +31,7 @@ def payloads(model_root, tmp_path_factory):
     written = []
     for folder, name, container, content, *_ in SLOTS.values():
         path = model_root / folder / name
-        if container == "bare pickle":
-            with open(path, "wb") as file:
-                pickle.dump(content(Command(marker)), file, protocol=2)
-        else:
-            torch.save(content(Command(marker)), path, _use_new_zipfile_serialization=container == "torch zip")
+        save_payload(path, container, content(Command(marker)))
         written.append(path)
     yield marker
     for path in written:

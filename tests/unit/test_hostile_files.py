@@ -5,7 +5,6 @@ saved web page, a Git LFS pointer) say so. The same refusals through a real Comf
 tests/host/test_hostile_files.py."""
 
 import json
-import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 import torch
 from fixtures import annotators
 from fixtures import styleshot as styleshot_files
-from fixtures.payload import Command
+from fixtures.payload import Command, save_payload
 from safetensors.torch import save_file
 
 from style_suite.loaders.annotators import load_hed, load_lineart
@@ -33,16 +32,6 @@ SLOTS = {
     "InST": (load_style_file, "embeddings.pt", "attention"),
     "textual inversion": (load_style_file, "learned_embeds.pt", "string_to_param"),
 }
-
-
-def save_payload(path, container, content):
-    if container == "torch zip":
-        torch.save(content, path)
-    elif container == "torch legacy":
-        torch.save(content, path, _use_new_zipfile_serialization=False)
-    else:  # a bare pickle: read as a legacy torch file whose first pickle is the payload
-        with open(path, "wb") as file:
-            pickle.dump(content, file, protocol=int(container[-1]))
 
 
 def refusal(loader, path):
@@ -82,13 +71,9 @@ sys.path.insert(0, {str(TESTS)!r})
 import conftest
 from style_suite.loaders.annotators import load_hed
 from style_suite.loaders.weights import ModelFileError
+from fixtures.memory import reset_peak, status_mib
 
-def status_mib(field):
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) / 1024 for line in status if line.startswith(field + ":"))
-
-with open("/proc/self/clear_refs", "w") as clear:
-    clear.write("5")  # the peak (VmHWM) starts again from the current size
+assert reset_peak()  # the peak (VmHWM) starts again from the current size
 start = status_mib("VmRSS")
 
 def grown_mib():

@@ -9,6 +9,7 @@ import os
 import pytest
 import torch
 from fixtures import annotators, styleshot
+from fixtures.memory import reset_peak, status_mib
 from fixtures.styleshot import layout_only
 from safetensors.torch import save_file
 
@@ -189,23 +190,6 @@ def test_empty_and_truncated_files_are_refused(tmp_path, stage1_file):
 # ---------------------------------------------------------------- memory
 
 
-def _status_mib(field):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    pytest.skip(f"/proc/self/status has no {field}")
-
-
-def _reset_peak():
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
-        return True
-    except OSError:
-        return False
-
-
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
 def test_the_unet_copy_is_never_read(tmp_path):
     unet_mib = 400
@@ -215,10 +199,10 @@ def test_the_unet_copy_is_never_read(tmp_path):
     del sd
     assert os.path.getsize(path) > unet_mib * 2**20
     gc.collect()  # what earlier tests freed must not count as growth
-    before = _status_mib("VmRSS")
-    peak_tracked = _reset_peak()
+    before = status_mib("VmRSS")
+    peak_tracked = reset_peak()
     adapter = load_adapter(path)
-    grown = (_status_mib("VmHWM") if peak_tracked else _status_mib("VmRSS")) - before
+    grown = (status_mib("VmHWM") if peak_tracked else status_mib("VmRSS")) - before
     assert "unet.mid_block.big" not in adapter.state_dict()
     # the adapter itself is ~25 MiB of fp32; reading the UNet tensor would add 400 MiB
     assert grown < 150, f"loading grew memory by {grown:.0f} MiB"
