@@ -1,7 +1,8 @@
 """Adaptive instance normalisation: give features another set's per-channel mean and deviation.
 
 As InST and StyleAligned publish it: unbiased variance + 1e-5, statistics in fp32 (fp16
-variances overflow), the result in the input's dtype.
+variances overflow), the result in the input's dtype. A single value has no unbiased variance (NaN):
+its deviation is taken as 0, so a 1x1 latent gets the style's mean instead of NaN.
 """
 
 import torch
@@ -11,7 +12,9 @@ EPS = 1e-5
 
 def mean_std(x, dim, eps=EPS):
     """fp32 mean and standard deviation of x over `dim` (kept as size-1 dimensions)."""
-    var, mean = torch.var_mean(x.float(), dim=dim, keepdim=True)
+    dims = (dim,) if isinstance(dim, int) else dim
+    single = all(x.shape[d] == 1 for d in dims)
+    var, mean = torch.var_mean(x.float(), dim=dim, keepdim=True, correction=0 if single else 1)
     return mean, (var + eps).sqrt()
 
 

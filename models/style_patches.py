@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..preprocessors.image import to_rgb_uint8
+from ..preprocessors.image import check_images, resized_crop, to_rgb_uint8
 from .style_encoder import PATCHES_PER_IMAGE
 
 STYLE_SIZE = 512
@@ -20,18 +20,18 @@ def style_crop(images) -> torch.Tensor:
     Resize(512, BILINEAR) on the 8-bit image, CenterCrop(512), ToTensor, Normalize(0.5, 0.5)."""
     if images.ndim == 4 and images.shape[-1] == 4:
         images = images[..., :3]  # PIL's convert("RGB") drops alpha
+    check_images(images)
     crops = []
-    for rgb in to_rgb_uint8(images).numpy():
-        image = Image.fromarray(rgb)
+    for one in images.split(1):  # quantised one by one: a float copy of one image at a time
+        image = Image.fromarray(to_rgb_uint8(one)[0].numpy())
         width, height = image.size
         short, long = min(width, height), max(width, height)
         resized_long = int(STYLE_SIZE * long / short)  # torchvision's rounding (truncation)
         size = (STYLE_SIZE, resized_long) if width <= height else (resized_long, STYLE_SIZE)
-        if size != image.size:
-            image = image.resize(size, Image.BILINEAR)
         left = int(round((size[0] - STYLE_SIZE) / 2.0))
         top = int(round((size[1] - STYLE_SIZE) / 2.0))
-        crops.append(np.asarray(image.crop((left, top, left + STYLE_SIZE, top + STYLE_SIZE))))
+        crop = (left, top, left + STYLE_SIZE, top + STYLE_SIZE)
+        crops.append(np.asarray(resized_crop(image, size, crop, Image.BILINEAR)))
     pixels = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
     return pixels * 2.0 - 1.0
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .image import to_rgb_uint8
+from .image import resized_crop, to_rgb_uint8
 
 CLIP_SIZE = 224
 INST_SIZE = 512
@@ -42,6 +42,5 @@ def _clip_resize_crop(picture):
     width, height = picture.size
     long = int(CLIP_SIZE * max(width, height) / min(width, height))
     size = (CLIP_SIZE, long) if width <= height else (long, CLIP_SIZE)
-    resized = np.array(picture.resize(size, Image.BICUBIC))
-    top, left = (resized.shape[0] - CLIP_SIZE) // 2, (resized.shape[1] - CLIP_SIZE) // 2
-    return resized[top:top + CLIP_SIZE, left:left + CLIP_SIZE]
+    top, left = (size[1] - CLIP_SIZE) // 2, (size[0] - CLIP_SIZE) // 2
+    return np.array(resized_crop(picture, size, (left, top, left + CLIP_SIZE, top + CLIP_SIZE), Image.BICUBIC))

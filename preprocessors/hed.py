@@ -11,6 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .image import pad_to
+
+# Four 2x2 max-pools: smaller images would leave the last stage with no pixels.
+MIN_SIDE = 16
+
 
 class DoubleConvBlock(nn.Module):
     """Optional 2x2 max-pool, `n` 3x3 conv+ReLU, and a 1x1 side-output `projection`."""
@@ -89,9 +94,16 @@ def contour_levels(levels, threshold: int = 200, dilate_size: int = 3, dilate_it
     return np.stack([cv2.dilate(b, kernel, iterations=dilate_iterations) for b in binary])
 
 
+def edge_levels(net, x, safe: bool = False):
+    """soft_edge_levels of the network's side outputs for x [B, 3, H, W]. Images under 16 px are
+    padded by edge replication and the levels cropped back to H x W."""
+    height, width = x.shape[-2:]
+    return soft_edge_levels(net(pad_to(x, MIN_SIDE)), safe)[:, :height, :width]
+
+
 def soft_edges(net, x, safe: bool = False):
     """HED soft edges. x: [B, 3, H, W] RGB levels 0..255 -> [B, H, W] in 0..1, white on black."""
-    return torch.from_numpy(soft_edge_levels(net(x), safe)) / 255.0
+    return torch.from_numpy(edge_levels(net, x, safe)) / 255.0
 
 
 def contour(net, x, threshold: int = 200, dilate_size: int = 3, dilate_iterations: int = 1):
@@ -99,5 +111,5 @@ def contour(net, x, threshold: int = 200, dilate_size: int = 3, dilate_iteration
 
     x: [B, 3, H, W] RGB levels 0..255 -> [B, H, W] in {0, 1}, white contours on black.
     """
-    levels = contour_levels(soft_edge_levels(net(x)), threshold, dilate_size, dilate_iterations)
+    levels = contour_levels(edge_levels(net, x), threshold, dilate_size, dilate_iterations)
     return torch.from_numpy(levels) / 255.0

@@ -44,6 +44,28 @@ def to_rgb_uint8(images):
     return levels.to(torch.uint8)
 
 
+# Resized pictures up to this size are built whole, as the references build them; only an extreme
+# aspect ratio (a 16384x1 image resized to a 512 px short side is 8 gigapixels) goes past it.
+MAX_RESIZED_PIXELS = 4096 * 4096
+
+
+def resized_crop(picture, resized_size, crop_box, resample):
+    """PIL `picture` resized to `resized_size` (width, height), then cropped to `crop_box` (left,
+    top, right, bottom in the resized picture).
+
+    Past MAX_RESIZED_PIXELS only the box's part of the source is resampled (Pillow's `box`, which
+    still reads the pixels around it): the same picture up to rounding (a level in rare pixels).
+    """
+    if resized_size == picture.size:
+        return picture.crop(crop_box)
+    if resized_size[0] * resized_size[1] <= MAX_RESIZED_PIXELS:
+        return picture.resize(resized_size, resample).crop(crop_box)
+    scale_x, scale_y = picture.width / resized_size[0], picture.height / resized_size[1]
+    left, top, right, bottom = crop_box
+    box = (left * scale_x, top * scale_y, right * scale_x, bottom * scale_y)
+    return picture.resize((right - left, bottom - top), resample, box=box)
+
+
 def detect_size(height: int, width: int, resolution: int):
     """StyleShot/ControlNet `resize_image` geometry: short side to `resolution`, each side rounded
     to a multiple of 64 (aspect slightly distorted, no padding). 1080x1920 at 512 -> 512x896."""
@@ -61,6 +83,17 @@ def resize_for_detection(rgb, resolution: int):
     interpolation = cv2.INTER_LANCZOS4 if upscaling else cv2.INTER_AREA
     resized = [cv2.resize(img, (target_w, target_h), interpolation=interpolation) for img in rgb.numpy()]
     return torch.from_numpy(np.stack(resized))
+
+
+def pad_to(x, min_side: int, multiple: int = 1):
+    """Pad [B, C, H, W] at the bottom and right by edge replication so each side is at least
+    `min_side` and a multiple of `multiple`: networks whose poolings or paddings cannot take smaller
+    inputs run on tiny images, and the caller crops the result back to H x W."""
+    height, width = x.shape[-2:]
+    pad_h, pad_w = (-(-max(side, min_side) // multiple) * multiple - side for side in (height, width))
+    if pad_h == pad_w == 0:
+        return x
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
 
 
 def resize_maps(maps, size, binary: bool):

@@ -5,8 +5,13 @@
 """
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from .image import pad_to
+
+# The two stride-2 convolutions need sides in multiples of 4, and the residual blocks' reflection
+# padding needs at least 2 px after them: 8 px before.
+MIN_SIDE = 8
 
 
 def _conv_norm_relu(conv):
@@ -55,12 +60,11 @@ class LineartGenerator(nn.Module):
 def lineart_levels(net, x):
     """x: [B, 3, H, W] RGB levels 0..255 -> the line map as uint8 levels (float) [B, H, W].
 
-    The generator only returns the input size for multiples of 4, so other sizes are padded by
-    edge replication and cropped back.
+    The generator only returns the input size for multiples of 4 of at least 8 px, so other sizes
+    are padded by edge replication and cropped back.
     """
     height, width = x.shape[-2:]
-    x = F.pad(x / 255.0, (0, -width % 4, 0, -height % 4), mode="replicate")
-    line = net(x)[:, 0, :height, :width].float()
+    line = net(pad_to(x / 255.0, MIN_SIDE, multiple=4))[:, 0, :height, :width].float()
     return torch.floor((line * 255.0).clamp(0, 255))
 
 

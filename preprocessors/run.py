@@ -2,11 +2,14 @@
 
 import torch
 
-from .image import resize_for_detection, resize_maps, to_rgb_uint8
+from .image import check_images, detect_size, resize_for_detection, resize_maps, to_rgb_uint8
 
 # Pixels per forward pass on an accelerator. HED and lineart peak near 800 bytes per pixel in fp32,
 # so ~1 M pixels (four 512x512 images) stays under 1 GB while still batching small images.
 PIXELS_PER_CHUNK = 4 * 512 * 512
+# The largest image detected in one pass (4096x4096): at 800 bytes per pixel about 13 GB in fp32.
+# Larger ones are refused before any work, since the networks cannot be tiled without changing the map.
+MAX_DETECT_PIXELS = 4096 * 4096
 
 
 def images_per_pass(device, height: int, width: int) -> int:
@@ -15,6 +18,18 @@ def images_per_pass(device, height: int, width: int) -> int:
     if torch.device(device).type == "cpu":
         return 1
     return max(1, PIXELS_PER_CHUNK // (height * width))
+
+
+def check_detect_size(size, detected) -> None:
+    """Refuse a detect size (height, width) over MAX_DETECT_PIXELS for images of `size`."""
+    if detected[0] * detected[1] <= MAX_DETECT_PIXELS:
+        return
+    raise ValueError(
+        f"the image is {size[1]}x{size[0]} and would be detected at {detected[1]}x{detected[0]} "
+        f"({detected[0] * detected[1] / 1e6:.1f} megapixels), over the limit of {MAX_DETECT_PIXELS / 1e6:.1f} "
+        "(about 0.8 GB of memory per megapixel): set 'resolution' (1024 keeps the map detailed), "
+        "or crop or scale the image down first"
+    )
 
 
 def map_images(images, detect, *, resolution=0, binary=False, device="cpu", dtype=torch.float32,
@@ -29,13 +44,17 @@ def map_images(images, detect, *, resolution=0, binary=False, device="cpu", dtyp
     """
     if resolution and resolution < 64:
         raise ValueError(f"resolution must be 0 (the image's own size) or at least 64, got {resolution}")
-    rgb = to_rgb_uint8(images)
-    size = tuple(rgb.shape[1:3])
-    if resolution:
-        rgb = resize_for_detection(rgb, resolution)
+    check_images(images)
+    size = tuple(images.shape[1:3])
+    detected = detect_size(*size, resolution) if resolution else size
+    check_detect_size(size, detected)
     maps = []
-    for chunk in torch.split(rgb, images_per_pass(device, rgb.shape[1], rgb.shape[2])):
-        x = chunk.to(device).permute(0, 3, 1, 2).to(dtype)
+    # quantised chunk by chunk, so the uint8 and float copies exist for one chunk at a time
+    for chunk in torch.split(images, images_per_pass(device, *detected)):
+        rgb = to_rgb_uint8(chunk)
+        if resolution:
+            rgb = resize_for_detection(rgb, resolution)
+        x = rgb.to(device).permute(0, 3, 1, 2).to(dtype)
         with torch.inference_mode():
             result = detect(x).float()
         maps.append(resize_maps(result, size, binary).to(output_device))
