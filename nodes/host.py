@@ -34,18 +34,41 @@ def model_input(expected, tooltip):
 
 
 def check_model_choice(expected, name):
-    """VALIDATE_INPUTS for a model combo: True, or the message that says where to put the file.
+    """VALIDATE_INPUTS for a model combo: True, or the message that says what to do.
 
     Only names listed in the folder are accepted, so a posted '../x' or absolute path never
-    reaches the file system.
+    reaches the file system; a listed link is read only where it leads into a model folder.
+    ComfyUI validates before a linked input has a value: None passes here and model_path checks
+    the value it gets at run time.
     """
-    if name is None or name in folder_paths.get_filename_list(expected.folder):
+    if name is None:
         return True
-    return missing_file_message(expected, name, folder_paths.get_folder_paths(expected.folder))
+    if name not in folder_paths.get_filename_list(expected.folder):
+        return missing_file_message(expected, name, folder_paths.get_folder_paths(expected.folder))
+    return _outside_model_folders(expected, name) or True
+
+
+def _outside_model_folders(expected, name):
+    """The refusal for a listed file that is a link leading out of every folder ComfyUI reads
+    models from (any key, with extra_model_paths.yaml entries), else None. Linking big files in
+    from another model folder keeps working; a link to anywhere else is not followed."""
+    target = os.path.realpath(folder_paths.get_full_path(expected.folder, name))
+    roots = {os.path.realpath(path) for paths, *_ in folder_paths.folder_names_and_paths.values() for path in paths}
+    if any(os.path.commonpath([target, root]) == root for root in roots):
+        return None
+    return (
+        f"'{name}' in the '{expected.folder}' model folder is a link to {target}, outside every model folder, "
+        f"and files are only read from model folders. Move the file into the '{expected.folder}' folder, or "
+        f"add the folder it is in to extra_model_paths.yaml (under '{expected.folder}:'), then refresh the page (press R)."
+    )
 
 
 def model_path(expected, name) -> str:
-    message = check_model_choice(expected, name)
+    """The file chosen for a model input, checked again now that a linked input has its value."""
+    if name is None:
+        message = missing_file_message(expected, name, folder_paths.get_folder_paths(expected.folder))
+    else:
+        message = check_model_choice(expected, name)
     if message is not True:
         raise FileNotFoundError(message)
     return folder_paths.get_full_path_or_raise(expected.folder, name)
