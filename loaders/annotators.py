@@ -38,10 +38,17 @@ def recognise(state_dict):
     return None
 
 
+def recognise_any(state_dict):
+    """Name any model file the pack knows (styleshot.recognise, which imports this module, knows them all)."""
+    from .styleshot import recognise as recognise_model_file
+
+    return recognise_model_file(state_dict)
+
+
 def read_annotator_weights(path, kind) -> dict:
     """The state dict of an annotator file, checked against the layout of `kind` (HED_KIND, LINEART_KIND)."""
     state_dict = read_state_dict(path)
-    check_layout(state_dict, _layouts()[kind], path, kind, recognise)
+    check_layout(state_dict, _layouts()[kind], path, kind, recognise_any)
     return state_dict
 
 

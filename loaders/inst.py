@@ -15,6 +15,7 @@ import torch
 
 from ..models.inst_network import DIM, InversionNetwork
 from .restricted_pickle import Stub, restricted_load
+from .styleshot import recognise as recognise_model_file
 from .weights import ModelFileError, check_layout, materialize, read_weights
 
 INST_KIND = "InST network (ldm Attentions: attn1, attn2, net; 12 tensors)"
@@ -52,6 +53,10 @@ def load_style_file(path) -> StyleFile:
     tensors = [value for value in content.values() if isinstance(value, torch.Tensor)]
     if len(content) == 1 and tensors:
         return StyleFile(kind=f"textual inversion ({next(iter(content))})", vectors=_vectors(tensors[0], name))
+    looks_like = recognise_model_file(content) if all(isinstance(key, str) for key in content) else None
+    if looks_like:  # another input's file
+        raise ModelFileError(f"{name} is not an InST or textual-inversion file: it looks like {looks_like}. "
+                             "Choose the right file for this input.")
     raise ModelFileError(f"{name} holds the keys {', '.join(map(str, list(content)[:6]))}: {_expected()}")
 
 

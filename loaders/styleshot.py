@@ -9,7 +9,7 @@ from ..models.style_adapter import StyleShotAdapter
 from ..models.style_encoder import StyleAwareEncoder
 from . import annotators
 from .sd15_controlnet import controlnet_layout
-from .weights import check_layout, materialize, read_state_dict
+from .weights import CHOOSE_STYLE_FILE, check_layout, materialize, read_state_dict
 
 ENCODER_KIND = "StyleShot style-aware encoder (style_aware_encoder.bin: image_encoder.*, cnn.*, 608 tensors)"
 ADAPTER_KIND = "StyleShot adapter (ip.bin: adapter_modules.*, style_image_proj_modules.*)"
@@ -58,6 +58,9 @@ def recognise(state_dict):
         return "a CLIP vision model: it belongs in models/clip_vision"
     if "image_proj" in keys or "ip_adapter" in keys or any(k.endswith("to_k_ip.weight") for k in keys):
         return "an IP-Adapter model, not StyleShot: use an IP-Adapter pack"
+    one_vector_set = len(keys) == 1 and getattr(next(iter(state_dict.values())), "ndim", 0) in (1, 2)
+    if one_vector_set or keys & {"emb_params", "clip_l"}:  # diffusers learned_embeds, kohya, SDXL
+        return f"a textual-inversion embedding: {CHOOSE_STYLE_FILE}"
     return annotators.recognise(state_dict)
 
 

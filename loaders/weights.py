@@ -1,15 +1,20 @@
 """Read and write weight files without executing anything; check them against an expected layout."""
 
+import io
 import json
 import os
 import pickle
+import pickletools
 import re
+import zipfile
 from contextlib import contextmanager
 
 import torch
 from safetensors import safe_open
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
+INST_NETWORK = "ldm.modules.embedding_manager.Attentions"  # the class InST's embeddings.pt pickles
+CHOOSE_STYLE_FILE = "choose it in InST Style Token (models/inst)"
 
 
 class ModelFileError(ValueError):
@@ -55,18 +60,40 @@ def _reading(path):
     except ModelFileError:
         raise
     except Exception as error:  # truncated zips, foreign formats: torch and safetensors raise many types
-        not_weights = _not_weights(path)
-        if not_weights:
-            raise ModelFileError(f"{name} {not_weights}") from None
-        if isinstance(error, pickle.UnpicklingError):
-            raise ModelFileError(
-                f"{name} was refused: {_refused(error)}, which a weights file never needs; nothing from it was "
-                "run. Only use weight files from the sources listed in the README."
-            ) from None
-        raise ModelFileError(
-            f"{name} could not be read as a weights file ({type(error).__name__}: {_first_line(error)}). "
-            "It may be truncated or not a model file: download it again."
-        ) from None
+        raise ModelFileError(f"{name} {_what_is_wrong(path, error)}") from None
+
+
+def _what_is_wrong(path, error) -> str:
+    """Why a file failed to load, judged from its bytes before the error (the error alone cannot tell a
+    cut file from a hostile one: a pickle cut inside a class name asks for that half name)."""
+    not_weights = _not_weights(path)
+    if not_weights:
+        return not_weights
+    container = _container(path)
+    cut = _cut_short(path, container, error)
+    if cut:
+        return (f"could not be read as a weights file: it is cut short ({cut}). The download or copy did not "
+                "finish: download it again.")
+    asked = _asked_for(error)
+    if asked == INST_NETWORK:
+        return f"is an InST style file (it pickles InST's network), not weights for this input: {CHOOSE_STYLE_FILE}."
+    if asked or (isinstance(error, pickle.UnpicklingError) and container in ("zip", "pickle")):
+        what = f"it asks for {asked}" if asked else "it holds objects or pickle instructions"
+        return (f"was refused: {what}, which a weights file never needs; nothing from it was run. Only use weight "
+                "files from the sources listed in the README.")
+    if container is None:
+        with open(path, "rb") as file:
+            start = file.read(8).hex(" ")
+        return (f"could not be read as a weights file: it is neither safetensors nor a PyTorch file (it begins "
+                f"with the bytes {start}). Choose the file the README lists for this input, or download it again.")
+    named = "safetensors" if path.lower().endswith(SAFETENSORS_SUFFIXES) else "PyTorch"
+    actual = "safetensors" if container == "safetensors" else "PyTorch"
+    if actual != named:  # read by the name: a converted copy saved as .pth, or the reverse
+        suffix = ".safetensors" if actual == "safetensors" else ".pth"
+        return (f"could not be read as a weights file: it is a {actual} file under a {named} file's name. "
+                f"Rename it to {os.path.splitext(os.path.basename(path))[0]}{suffix}.")
+    return (f"could not be read as a weights file ({type(error).__name__}: {_first_line(error)}). "
+            "It may be truncated or not a model file: download it again.")
 
 
 def _not_weights(path):
@@ -83,10 +110,78 @@ def _not_weights(path):
     return None
 
 
-def _refused(error) -> str:
-    """What a refused pickle asked for: the global it named (ours or torch's message), where known."""
-    qualified = getattr(error, "qualified", None) or next(iter(re.findall(r"GLOBAL ([\w.]+)", str(error))), None)
-    return f"it asks for {qualified}" if qualified else "it holds objects or pickle instructions"
+def _container(path):
+    """What a file is by its first bytes, whatever its name: "safetensors", "zip" (torch's format since
+    1.6), "pickle" (torch's legacy format: pickles, then raw tensor data) or None."""
+    with open(path, "rb") as file:
+        head = file.read(9)
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if head.startswith(b"\x80"):  # a pickle of protocol 2 or later
+        return "pickle"
+    if len(head) == 9 and head[8:] == b"{":  # 8-byte header length, then the JSON header
+        return "safetensors"
+    return None
+
+
+def _cut_short(path, container, error):
+    """How a file shows that its end is missing (a download or copy that stopped), or None."""
+    size = os.path.getsize(path)
+    if container == "safetensors":
+        end = _safetensors_end(path, size)
+        return f"{size:,} bytes where its header describes {end:,}" if end and end > size else None
+    if container == "zip":  # a zip archive ends with its directory: torch finds no tensor without it
+        return None if zipfile.is_zipfile(path) else "the end of its zip archive is missing"
+    if container == "pickle" and (_pickles_cut(path, size) or "unexpected EOF" in str(error)):
+        return "its data stops in the middle"
+    return None
+
+
+MAX_HEADER = 100 << 20  # safetensors' own limit on the JSON header
+
+
+def _safetensors_end(path, size):
+    """The size a safetensors file's header says the file has (None where the header is unreadable);
+    nothing more than the header is read."""
+    with open(path, "rb") as file:
+        length = int.from_bytes(file.read(8), "little")
+        if 8 + length > size or length > MAX_HEADER:  # the header itself is cut, or is not one
+            return 8 + length
+        try:
+            header = json.loads(file.read(length))
+            ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+            return 8 + length + max(ends, default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):  # a header that lies: not ours to judge
+            return None
+
+
+LEGACY_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)  # the first of a legacy torch file's pickles
+LEGACY_PICKLES = 5  # the magic number, protocol, system info, the object, its storage keys; then raw data
+LEGACY_HEAD = 16 << 20  # those pickles are small; they are walked only when the whole file is this small
+
+
+def _pickles_cut(path, size):
+    """Whether the pickles a legacy torch file starts with stop before their end (walked with
+    pickletools, which reads the opcodes and builds nothing)."""
+    if size > LEGACY_HEAD:
+        return False
+    with open(path, "rb") as file:
+        data = file.read()
+    stream = io.BytesIO(data)
+    for _ in range(LEGACY_PICKLES):
+        if stream.tell() == size:  # a torch file has all five pickles; a bare pickle may end here
+            return data.startswith(LEGACY_MAGIC)
+        try:
+            for _ in pickletools.genops(stream):
+                pass
+        except ValueError:  # an unknown opcode mid-file is damage; running out of bytes is a cut
+            return stream.tell() == size
+    return False
+
+
+def _asked_for(error):
+    """The global a refused pickle asked for (ours or torch's message), or None."""
+    return getattr(error, "qualified", None) or next(iter(re.findall(r"GLOBAL ([\w.]+)", str(error))), None)
 
 
 def read_state_dict(path, keep=None) -> dict:
@@ -95,6 +190,9 @@ def read_state_dict(path, keep=None) -> dict:
     wrong kind is refused by the caller's layout check before its data is read."""
     state_dict = read_weights(path, keep=keep)
     name = os.path.basename(path)
+    if isinstance(state_dict, dict) and "string_to_param" in state_dict:
+        raise ModelFileError(f"{name} is a textual-inversion embedding (string_to_param), not weights for this input: "
+                             f"{CHOOSE_STYLE_FILE}.")
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ModelFileError(f"{name} holds a {type(state_dict).__name__}, not a flat dictionary of tensors")
     state_dict = {k: v for k, v in state_dict.items() if keep is None or keep(k)}
