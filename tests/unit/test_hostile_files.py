@@ -5,14 +5,13 @@ saved web page, a Git LFS pointer) say so. The same refusals through a real Comf
 tests/host/test_hostile_files.py."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from fixtures import annotators
 from fixtures import styleshot as styleshot_files
+from fixtures.memory import in_a_fresh_process
 from fixtures.payload import Command, save_payload
 from safetensors.torch import save_file
 
@@ -21,7 +20,6 @@ from style_suite.loaders.inst import load_style_file
 from style_suite.loaders.styleshot import load_adapter, load_encoder
 from style_suite.loaders.weights import ModelFileError
 
-TESTS = Path(__file__).resolve().parents[1]
 
 # slot: (loader, file name, a key of the slot's real layout that the payload replaces)
 SLOTS = {
@@ -62,28 +60,6 @@ def test_a_pickle_that_would_run_a_command_is_refused_and_the_command_never_runs
     assert not marker.exists()
 
 
-def in_a_fresh_process(code) -> str:
-    """Run `code` in a new Python with the pack imported and `grown_mib()` defined: how far the peak
-    resident memory rose above what it was when `code` started (Linux /proc). Its last output line."""
-    script = f"""
-import json, sys
-sys.path.insert(0, {str(TESTS)!r})
-import conftest
-from style_suite.loaders.annotators import load_hed
-from style_suite.loaders.weights import ModelFileError
-from fixtures.memory import reset_peak, status_mib
-
-assert reset_peak()  # the peak (VmHWM) starts again from the current size
-start = status_mib("VmRSS")
-
-def grown_mib():
-    return status_mib("VmHWM") - start
-""" + code
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip().splitlines()[-1]
-
-
 def safetensors_with_header(path, header: dict, data=b"\0" * 64, length=None):
     """A file in the safetensors layout (8-byte little-endian header length, JSON header, data)
     whose header says whatever the test wants."""
@@ -113,6 +89,10 @@ def test_lying_safetensors_headers_are_refused_without_reading_or_allocating_wha
     files = {case: str(safetensors_with_header(tmp_path / f"{i}.safetensors", **spec))
              for i, (case, spec) in enumerate(LYING_HEADERS.items())}
     report = json.loads(in_a_fresh_process(f"""
+import json
+from style_suite.loaders.annotators import load_hed
+from style_suite.loaders.weights import ModelFileError
+before = grown_mib()  # after the imports
 messages = {{}}
 for case, path in {files!r}.items():
     try:
@@ -120,7 +100,7 @@ for case, path in {files!r}.items():
         messages[case] = None
     except ModelFileError as error:
         messages[case] = str(error)
-print(json.dumps({{"messages": messages, "grown_mib": grown_mib()}}))
+print(json.dumps({{"messages": messages, "grown_mib": grown_mib() - before}}))
 """))
     for case, message in report["messages"].items():
         name = Path(files[case]).name
@@ -148,12 +128,16 @@ def test_a_large_file_of_another_kind_is_refused_without_reading_its_data(tmp_pa
     path = tmp_path / "model.safetensors"
     save_file({"model.diffusion_model.big": torch.zeros(2**28)}, path)  # 1 GiB of fp32
     report = json.loads(in_a_fresh_process(f"""
+import json
+from style_suite.loaders.annotators import load_hed
+from style_suite.loaders.weights import ModelFileError
+before = grown_mib()  # after the imports
 try:
     load_hed({str(path)!r})
     message = None
 except ModelFileError as error:
     message = str(error)
-print(json.dumps({{"message": message, "grown_mib": grown_mib()}}))
+print(json.dumps({{"message": message, "grown_mib": grown_mib() - before}}))
 """))
     assert report["message"].startswith("model.safetensors is not a HED network")
     assert report["grown_mib"] < 100, f"loading grew memory by {report['grown_mib']:.0f} MiB: the 1 GiB tensor was read"
