@@ -86,7 +86,8 @@ def _as_type_of(current, value, where):
         if isinstance(current, float):
             return float(value)
     except ValueError:
-        raise ComfyError(f"{where} takes a {type(current).__name__}, not '{value}'") from None
+        kind = {bool: "true or false", int: "a whole number", float: "a number"}[type(current)]
+        raise ComfyError(f"{where} takes {kind}, not '{value}'") from None
     return value
 
 

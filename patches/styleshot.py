@@ -95,7 +95,11 @@ def _token_grid(tokens, extra):
         h, w = -(-height // scale), -(-width // scale)
         if h * w == tokens:
             return h, w
-    raise ValueError(f"cannot place {tokens} tokens on a {height}x{width} latent")
+    raise ValueError(
+        f"StyleShot Apply Style: the attention mask cannot be laid on a layer of {tokens} tokens, which a "
+        f"{height}x{width} latent does not give: another node changes the UNet's internal sizes (Kohya Deep "
+        "Shrink, HiDiffusion). Remove attn_mask or that node."
+    )
 
 
 class StyleLayer(ChainedPatch):

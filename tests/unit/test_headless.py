@@ -165,7 +165,7 @@ def test_settings_take_the_type_of_the_input_and_leave_the_shipped_file_alone():
 
 
 @pytest.mark.parametrize("setting, message", [
-    ("Sampler.steps=many", "Sampler.steps takes a int, not 'many'"),
+    ("Sampler.steps=many", "Sampler.steps takes a whole number, not 'many'"),
     ("Sampler.model=x", "input 'model' of node 'Sampler' comes from another node"),
     ("Sampler.stepz=3", "node 'Sampler' (KSampler) has no input 'stepz' in this workflow; it has: seed, steps"),
     ("Sampelr.steps=3", "the workflow has no node titled 'Sampelr'; its titles are: Load Checkpoint, Negative prompt"),
