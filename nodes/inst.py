@@ -229,6 +229,9 @@ class InSTLatentAdaIN:
                 f"content latents {tuple(c.shape)} and style latents {tuple(s.shape)} must both be [batch, channels, "
                 "height, width] with the same channels: encode both with the same VAE"
             )
+        if 0 in c.shape[2:] or 0 in s.shape[2:]:
+            raise ValueError(f"content latents {tuple(c.shape)} or style latents {tuple(s.shape)} have no pixels: "
+                             "encode images of at least 8x8 pixels")
         if s.shape[0] not in (1, c.shape[0]):
             raise ValueError(f"give one style latent or one per content latent ({c.shape[0]}), got {s.shape[0]}")
         return ({**content, "samples": latent_adain(c, s.to(c.device), strength)},)

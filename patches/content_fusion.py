@@ -40,6 +40,7 @@ def style_controlnet(controlnet, style):
     control.__class__ = StyleContentControlNet
     control.style = style
     control._contexts = {}  # routed tokens per batch layout, device and dtype: fixed for a run
+    control._reported = set()  # latent sizes the map was fitted to, reported once per run
     return control
 
 
@@ -70,14 +71,14 @@ class StyleContentControlNet(comfy.controlnet.ControlNet):
 
     def pre_run(self, model, percent_to_timestep_function):
         require_sd1(model, FEATURE)  # before the first step, not as a shape error inside it
+        self._reported = set()
         super().pre_run(model, percent_to_timestep_function)
 
     def get_control(self, x_noisy, t, cond, batched_number, transformer_options):
         cond_or_uncond = transformer_options.get("cond_or_uncond") or [0] * batched_number
         rows = x_noisy.shape[0] // len(cond_or_uncond)
         self._check_content_batch(rows)
-        if self.cond_hint is None:
-            self._report_resize(x_noisy)
+        self._report_resize(x_noisy)
         styled = {**cond, "crossattn_controlnet": self._context(cond_or_uncond, rows, x_noisy)}
         previous = self.previous_controlnet
         if previous is None:
@@ -109,16 +110,21 @@ class StyleContentControlNet(comfy.controlnet.ControlNet):
             )
 
     def _report_resize(self, x_noisy):
-        """ComfyUI fits the map to the latent (centre crop, nearest-exact: binary maps stay binary).
-        StyleShot's output takes the map's size, so say when they differ by more than rounding."""
+        """ComfyUI fits the map to each call's latent (centre crop, nearest-exact: binary maps stay
+        binary); an area conditioning's call gets only its area. StyleShot's output takes the map's
+        size, so say once per run and size when they differ by more than rounding."""
         height, width = self.cond_hint_original.shape[-2:]
         latent = tuple(x_noisy.shape[-2:])
-        if (height // self.compression_ratio, width // self.compression_ratio) != latent:
-            logging.warning(
-                "%s: the content map is %dx%d but the latent is %dx%d: the map is cropped to the centre and "
-                "resized. Size the latent from the map (Get Image Size -> Empty Latent Image) to keep all of it.",
-                FEATURE, width, height, latent[1] * self.compression_ratio, latent[0] * self.compression_ratio,
-            )
+        if (height // self.compression_ratio, width // self.compression_ratio) == latent or latent in self._reported:
+            return
+        self._reported.add(latent)
+        logging.warning(
+            "%s: the content map is %dx%d but the latent is %dx%d: the map is cropped to the centre and resized. "
+            "Size the latent from the map (Get Image Size -> Empty Latent Image) to keep all of it. With an area "
+            "conditioning (ConditioningSetArea), the latent is the area's: an area gets the whole map fitted to it, "
+            "as with any ControlNet, not the part of the map under it.",
+            FEATURE, width, height, latent[1] * self.compression_ratio, latent[0] * self.compression_ratio,
+        )
 
 
 class _Computed:

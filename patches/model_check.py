@@ -19,7 +19,8 @@ def require_sd1(base, feature) -> None:
     widths = {layer.to_k.in_features for layer in layers if hasattr(layer, "to_k")}
     if isinstance(base, comfy.model_base.BaseModel) and len(layers) == 16 and widths == {768}:
         return
-    found = type(base).__name__
+    config = getattr(base, "model_config", None)  # ComfyUI's detected architecture: SD20, SDXL, SD3, Flux...
+    found = type(config if config is not None else base).__name__
     if widths:
         found += f" with {len(layers)} cross-attention layers of width {'/'.join(map(str, sorted(widths)))}"
     raise ValueError(

@@ -9,7 +9,7 @@ import importlib
 import pytest
 import torch
 from fixtures import sd15_unet
-from fixtures.styleshot_nodes import LATENT, T, apply, forward, load, node, tensors
+from fixtures.styleshot_nodes import LATENT, T, Spy, apply, apply_content, binary_map, forward, load, tensors
 
 MAP = 64  # content-map side: latent 8 x 8
 
@@ -17,18 +17,8 @@ MAP = 64  # content-map side: latent 8 x 8
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def apply_content(pack, positive, negative, styleshot, style, content_map, strength=1.0, start=0.0, end=1.0):
-    return node(pack, "ApplyContent").apply(positive, negative, styleshot, style, content_map, strength, start, end)
-
-
 def conditioning(seed):
     return [[tensors(seed, 1, 77, 768), {}]]
-
-
-def binary_map(seed, height=MAP, width=MAP, batch=1):
-    """A contour-like IMAGE: white strokes (1.0) on black, 3 channels."""
-    on = torch.rand(batch, height, width, 1, generator=torch.Generator().manual_seed(seed)) > 0.8
-    return on.float().expand(-1, -1, -1, 3).contiguous()
 
 
 def control_of(cond):
@@ -48,20 +38,6 @@ def run_control(control, model, x, context, cond_or_uncond, t=T):
                                        {"cond_or_uncond": list(cond_or_uncond)})
     finally:
         control.cleanup()
-
-
-class Spy:
-    """Records the context and hint each call of a ControlNet module receives."""
-
-    def __init__(self, module):
-        self.calls = []
-        self.handle = module.register_forward_pre_hook(self.record, with_kwargs=True)
-
-    def record(self, module, args, kwargs):
-        self.calls.append({"context": kwargs["context"].clone(), "hint": kwargs["hint"].clone()})
-
-    def close(self):
-        self.handle.remove()
 
 
 def residual_sum(*controls):
@@ -314,14 +290,6 @@ def test_an_adapter_without_content_fusion_is_refused_naming_the_releases(pack, 
     assert "'styleshot_stage1_ip.bin' has none" in message
     assert "https://huggingface.co/Gaojunyao/StyleShot/resolve/main/pretrained_weight/ip.bin" in message
     assert "https://huggingface.co/Gaojunyao/StyleShot_lineart/resolve/main/pretrained_weight/ip.bin" in message
-
-
-@pytest.mark.parametrize("kind", ["sd2", "sdxl"])
-def test_models_other_than_sd1_are_refused_before_the_first_step(content, kind):
-    model = sd15_unet.tiny_comfy_model(kind)
-    control = control_of(content[0])
-    with pytest.raises(ValueError, match=r"StyleShot Apply Content needs an SD1\.x model"):
-        control.pre_run(model.model, lambda percent: 1.0)
 
 
 def test_batches_that_do_not_fit_are_refused(pack, sd15, styleshot, style, conds):

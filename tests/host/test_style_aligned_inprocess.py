@@ -8,56 +8,15 @@ import math
 import pytest
 import torch
 from fixtures import sd15_unet
+from fixtures.sampling import ksample, prompt, recorded, relative
+from fixtures.style_aligned_nodes import align, node
 from fixtures.styleshot_nodes import tensors
 
 SIZE = (16, 16)  # latent: 128 px, every attention layer has >= 4 tokens
-ALL = "all (published)"
-
-
-def node(pack, name):
-    return pack.NODE_CLASS_MAPPINGS["StyleSuiteStyleAligned" + name]()
-
-
-def align(pack, model, share=True, adain_q=True, adain_k=True, adain_v=False, scale=1.0, shift=0.0,
-          group_norm=True, layer_norm=True, layers=ALL):
-    return node(pack, "BatchAlign").apply(model, share, adain_q, adain_k, adain_v, scale, shift, group_norm,
-                                          layer_norm, layers)[0]
-
-
-def prompt(seed, tokens=77, width=768, **options):
-    return [[tensors(seed, 1, tokens, width), options]]
-
-
-def ksample(comfy, model, positive, negative, latent, cfg=4.0, steps=2, sampler="euler", scheduler="normal"):
-    (out,) = comfy[0].common_ksampler(model, 0, steps, cfg, sampler, scheduler, positive, negative, latent)
-    return out["samples"]
 
 
 def empty(rows, size=SIZE):
     return {"samples": torch.zeros(rows, 4, *size)}
-
-
-class Recorder:
-    """model_function_wrapper on a clone: records each UNet call's input, layout and text context;
-    `layout` can overwrite cond_or_uncond to simulate a wrong reference choice."""
-
-    def __init__(self, layout=None):
-        self.calls = []
-        self.layout = layout
-
-    def __call__(self, apply_model, args):
-        c = dict(args["c"])
-        self.calls.append((args["input"].clone(), list(args["cond_or_uncond"]), c["c_crossattn"].clone()))
-        if self.layout is not None:
-            c["transformer_options"] = {**c["transformer_options"], "cond_or_uncond": self.layout}
-        return apply_model(args["input"], args["timestep"], **c)
-
-
-def recorded(model, layout=None):
-    clone = model.clone()
-    recorder = Recorder(layout)
-    clone.set_model_unet_function_wrapper(recorder)
-    return clone, recorder
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +37,6 @@ def aligned(pack, sd15):
 @pytest.fixture(scope="module")
 def aligned_batch(comfy, aligned, conds):
     return ksample(comfy, aligned, *conds, empty(3))
-
-
-def relative(a, b):
-    return float((a - b).norm() / b.norm())
 
 
 # --- 1. batch alignment on SD1.5 ---------------------------------------------------------------
@@ -215,17 +170,6 @@ def test_sdxl_class_model(comfy, pack):
     plain = ksample(comfy, model, positive, negative, empty(3))
     out = ksample(comfy, align(pack, model, group_norm=False), positive, negative, empty(3))
     assert relative(out[0], plain[0]) < 1e-4 and relative(out[1:], plain[1:]) > 1e-2
-
-
-def test_other_architectures_are_refused(pack):
-    class Flux(torch.nn.Module):
-        pass
-
-    class FakeModel:
-        model = type("Flux", (), {"diffusion_model": Flux()})()
-
-    with pytest.raises(ValueError, match="works on Stable Diffusion UNet models .* this MODEL is Flux"):
-        align(pack, FakeModel())
 
 
 # --- 2. reference-image mode -----------------------------------------------------------------
