@@ -284,8 +284,9 @@ def check_layout(state_dict, expected, path, kind, recognise=None) -> None:
         problems.append(f"{len(wrong)} wrong shapes (first: {'; '.join(wrong[:3])})")
     looks_like = recognise(state_dict) if recognise else None
     hint = f" It looks like {looks_like}." if looks_like else ""
+    article = "an" if kind[0] in "AEIOU" else "a"
     raise ModelFileError(
-        f"{os.path.basename(path)} is not a {kind}: {', '.join(problems)}.{hint} "
+        f"{os.path.basename(path)} is not {article} {kind}: {', '.join(problems)}.{hint} "
         "Choose the right file for this input."
     )
 

@@ -144,7 +144,7 @@ def test_a_network_of_another_width_is_refused_with_the_first_mismatch(tmp_path)
     with inst.ldm_classes():
         torch.save({"string_to_token": {"*": 265}, "attention": network}, tmp_path / "bert.pt")
     message = refused(tmp_path / "bert.pt")
-    assert "is not a InST network" in message and "wrong shapes" in message
+    assert "is not an InST network" in message and "wrong shapes" in message
 
 
 @pytest.mark.parametrize(("width", "named"), [(1024, "SD2.x"), (1280, "SDXL")])
