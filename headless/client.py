@@ -152,7 +152,11 @@ class Comfy:
         status = entry.get("status", {})
         if status.get("status_str") == "error":
             errors = [data for kind, data in status.get("messages", []) if kind == "execution_error"]
-            raise ComfyError(execution_message(errors[0], prompt) if errors else "the prompt failed on the server")
+            if errors:
+                raise ComfyError(execution_message(errors[0], prompt))
+            raise ComfyError(f"ComfyUI marked prompt {prompt_id} as failed without an error message "
+                             f"({', '.join(kind for kind, _ in status.get('messages', [])) or 'no events'}): "
+                             "the server's console says why")
         return [image for output in entry.get("outputs", {}).values()
                 for image in output.get("images", []) if image.get("type") == "output"]
 

@@ -125,6 +125,16 @@ def test_an_execution_error_raises_the_nodes_own_message(fake):
                                  "x.bin is not a StyleShot adapter: 3 missing keys.")
 
 
+def test_a_prompt_marked_failed_without_an_error_names_the_prompt_and_its_events(fake):
+    server = fake()
+    server.history["p1"] = {"outputs": {}, "status": {"status_str": "error", "completed": False, "messages": [
+        ["execution_start", {}], ["execution_interrupted", {}]]}}
+    with pytest.raises(ComfyError) as raised:
+        Comfy(server.url).saved_images(TEXT_DRIVEN, "p1")
+    assert str(raised.value) == ("ComfyUI marked prompt p1 as failed without an error message (execution_start, "
+                                 "execution_interrupted): the server's console says why")
+
+
 def test_a_server_that_drops_the_connection_mid_run_is_reported_as_unreachable(fake):
     server = fake(close_during_run=True)
     with pytest.raises(ServerUnreachable, match="closed the connection while running the prompt"):
