@@ -66,10 +66,12 @@ def _reading(path):
 def _what_is_wrong(path, error) -> str:
     """Why a file failed to load, judged from its bytes before the error (the error alone cannot tell a
     cut file from a hostile one: a pickle cut inside a class name asks for that half name)."""
-    not_weights = _not_weights(path)
+    with open(path, "rb") as file:
+        head = file.read(256)
+    not_weights = _not_weights(head)
     if not_weights:
         return not_weights
-    container = _container(path)
+    container = _container(head)
     cut = _cut_short(path, container, error)
     if cut:
         return (f"could not be read as a weights file: it is cut short ({cut}). The download or copy did not "
@@ -82,10 +84,8 @@ def _what_is_wrong(path, error) -> str:
         return (f"was refused: {what}, which a weights file never needs; nothing from it was run. Only use weight "
                 "files from the sources listed in the README.")
     if container is None:
-        with open(path, "rb") as file:
-            start = file.read(8).hex(" ")
         return (f"could not be read as a weights file: it is neither safetensors nor a PyTorch file (it begins "
-                f"with the bytes {start}). Choose the file the README lists for this input, or download it again.")
+                f"with the bytes {head[:8].hex(' ')}). Choose the file the README lists for this input, or download it again.")
     named = "safetensors" if path.lower().endswith(SAFETENSORS_SUFFIXES) else "PyTorch"
     actual = "safetensors" if container == "safetensors" else "PyTorch"
     if actual != named:  # read by the name: a converted copy saved as .pth, or the reverse
@@ -96,11 +96,10 @@ def _what_is_wrong(path, error) -> str:
             "It may be truncated or not a model file: download it again.")
 
 
-def _not_weights(path):
-    """What a file that failed to load is instead, from its first bytes (a web page or a Git LFS
-    pointer saved under a model's name), or None."""
-    with open(path, "rb") as file:
-        head = file.read(256).lstrip().lower()
+def _not_weights(head):
+    """What a file that failed to load is instead, from its first bytes `head` (a web page or a Git
+    LFS pointer saved under a model's name), or None."""
+    head = head.lstrip().lower()
     if head.startswith(b"version https://git-lfs"):
         return ("is a Git LFS pointer (a few lines of text), not the model file: download the file itself "
                 "(the README's link), not a clone of the repository without git-lfs")
@@ -110,16 +109,14 @@ def _not_weights(path):
     return None
 
 
-def _container(path):
-    """What a file is by its first bytes, whatever its name: "safetensors", "zip" (torch's format since
-    1.6), "pickle" (torch's legacy format: pickles, then raw tensor data) or None."""
-    with open(path, "rb") as file:
-        head = file.read(9)
+def _container(head):
+    """What a file is by its first bytes `head`, whatever its name: "safetensors", "zip" (torch's format
+    since 1.6), "pickle" (torch's legacy format: pickles, then raw tensor data) or None."""
     if head.startswith(b"PK\x03\x04"):
         return "zip"
     if head.startswith(b"\x80"):  # a pickle of protocol 2 or later
         return "pickle"
-    if len(head) == 9 and head[8:] == b"{":  # 8-byte header length, then the JSON header
+    if head[8:9] == b"{":  # 8-byte header length, then the JSON header
         return "safetensors"
     return None
 
