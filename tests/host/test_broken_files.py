@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 from fixtures import inst
-from fixtures.shipped_workflows import API_DIR, STEPPED, at_test_scale, load
+from fixtures.shipped_workflows import API_DIR, STEPPED, at_test_scale, load, node_id
 
 CUT = "{} could not be read as a weights file: it is cut short (the end of its zip archive is missing). " \
       "The download or copy did not finish: download it again."
@@ -93,7 +93,7 @@ def fails_at_its_loader(server, slot, file_name):
     nothing after it run (no sampler started). Returns the node's message."""
     _, _, workflow, title, input_name, *_ = SLOTS[slot]
     prompt = at_test_scale(load(API_DIR / f"{workflow}.json"))
-    loader = next(key for key, node in prompt.items() if node.get("_meta", {}).get("title") == title)
+    loader = node_id(prompt, title)
     prompt[loader]["inputs"][input_name] = file_name
     with pytest.raises(AssertionError) as failure:
         server.run(prompt)

@@ -8,7 +8,7 @@ import importlib
 
 import pytest
 import torch
-from fixtures import sd15_unet
+from fixtures import sampling, sd15_unet
 from fixtures.styleshot_nodes import LATENT, T, Spy, apply, apply_content, binary_map, forward, load, tensors
 
 MAP = 64  # content-map side: latent 8 x 8
@@ -306,9 +306,7 @@ def test_batches_that_do_not_fit_are_refused(pack, sd15, styleshot, style, conds
 
 
 def ksample(comfy, model, positive, negative, cfg):
-    latent = {"samples": torch.zeros(1, *LATENT)}
-    (out,) = comfy[0].common_ksampler(model, 0, 2, cfg, "euler", "normal", positive, negative, latent)
-    return out["samples"]
+    return sampling.ksample(comfy, model, positive, negative, {"samples": torch.zeros(1, *LATENT)}, cfg)
 
 
 @pytest.mark.parametrize("cfg", [4.0, 1.0])

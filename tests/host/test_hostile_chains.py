@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 from fixtures.comfy_server import MODEL_FOLDERS, ComfyServer, write_extra_model_paths
-from fixtures.shipped_workflows import API_DIR, at_test_scale, load, saved_pngs, titled
+from fixtures.shipped_workflows import API_DIR, at_test_scale, load, node_id, saved_pngs, titled
 from fixtures.styleshot import content_fusion_layout, random_tensors
 from PIL import Image
 from safetensors.torch import load as load_safetensors
@@ -55,11 +55,6 @@ def object_info(server):
 
 
 # --- graphs ----------------------------------------------------------------------------------------
-
-
-def node_id(prompt, title):
-    node = titled(prompt, title)
-    return next(key for key, value in prompt.items() if value is node)
 
 
 def out(prompt, title, slot=0):

@@ -8,6 +8,7 @@ import pytest
 import torch
 from fixtures import inst
 from fixtures.clip_models import reference_vision, write_clip_l
+from fixtures.sampling import relative
 from fixtures.styleshot_nodes import tensors
 from PIL import Image
 from transformers import CLIPImageProcessor
@@ -17,10 +18,6 @@ SIZE = (16, 16)  # latent: 128 px
 
 def node(pack, name):
     return pack.NODE_CLASS_MAPPINGS["StyleSuiteInST" + name]()
-
-
-def relative(a, b):
-    return float((a - b).norm() / b.norm())
 
 
 def style_pixels(seed, height=96, width=128):

@@ -10,6 +10,7 @@ comfy.sd.load_diffusion_model_state_dict (ComfyUI converts the diffusers layout 
 
 import pytest
 import torch
+from fixtures import sampling
 from fixtures.styleshot_nodes import ALL, LATENT, T, apply, encode, forward, load, style_image, tensors
 
 OUTPUT_ONLY = "output blocks only"
@@ -449,13 +450,9 @@ def test_encode_style_shapes_seeds_and_uncond(pack, styleshot, style, pair):
 # --- 10. sampling --------------------------------------------------------------------------------
 
 
-def ksample(comfy, model, cfg, latents=1, seed=0):
-    comfy_nodes = comfy[0]
-    positive = [[tensors(11, 1, 77, 768), {}]]
-    negative = [[tensors(12, 1, 77, 768), {}]]
+def ksample(comfy, model, cfg, latents=1):
     latent = {"samples": torch.zeros(latents, *LATENT)}
-    (out,) = comfy_nodes.common_ksampler(model, seed, 2, cfg, "euler", "normal", positive, negative, latent)
-    return out["samples"]
+    return sampling.ksample(comfy, model, sampling.prompt(11), sampling.prompt(12), latent, cfg)
 
 
 def test_sampling_with_the_patched_model(comfy, pack, sd15, styleshot, patched, pair):
