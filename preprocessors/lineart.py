@@ -9,9 +9,9 @@ from torch import nn
 
 from .image import pad_to
 
-# The two stride-2 convolutions need sides in multiples of 4, and the residual blocks' reflection
-# padding needs at least 2 px after them: 8 px before.
-MIN_SIDE = 8
+# The smallest side the published generator takes: the residual blocks' reflection padding needs
+# at least 2 px after the two stride-2 convolutions, so 5 px before.
+MIN_SIDE = 5
 
 
 def _conv_norm_relu(conv):
@@ -53,18 +53,21 @@ class LineartGenerator(nn.Module):
         self.model4 = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(64, 1, 7), nn.Sigmoid())
 
     def forward(self, x):
-        """x: [B, 3, H, W] RGB in 0..1, H and W multiples of 4 -> [B, 1, H, W] in 0..1 (lines dark)."""
+        """x: [B, 3, H, W] RGB in 0..1 -> [B, 1, H', W'] in 0..1 (lines dark), each side rounded up
+        to a multiple of 4 by the stride-2 convolutions and their transposes."""
         return self.model4(self.model3(self.model2(self.model1(self.model0(x)))))
 
 
 def lineart_levels(net, x):
     """x: [B, 3, H, W] RGB levels 0..255 -> the line map as uint8 levels (float) [B, H, W].
 
-    The generator only returns the input size for multiples of 4 of at least 8 px, so other sizes
-    are padded by edge replication and cropped back.
+    The generator runs on the image as it is, as the published detector does: instance norm takes
+    whole-image statistics, so padding to a multiple of 4 would change every pixel of the map. Its
+    output, rounded up to a multiple of 4, is cropped back to H x W. Only sides under MIN_SIDE, which
+    the published code cannot take at all, are padded (edge replication).
     """
     height, width = x.shape[-2:]
-    line = net(pad_to(x / 255.0, MIN_SIDE, multiple=4))[:, 0, :height, :width].float()
+    line = net(pad_to(x / 255.0, MIN_SIDE))[:, 0, :height, :width].float()
     return torch.floor((line * 255.0).clamp(0, 255))
 
 
