@@ -1,4 +1,4 @@
-"""Talk to one ComfyUI server over its HTTP API and progress WebSocket (research/comfyui.md section 6).
+"""Talk to one ComfyUI server over its HTTP API and progress WebSocket (docs/design/comfyui.md section 6).
 
 Every failure becomes a ComfyError whose message is what a user needs: ComfyUI's own validation or
 execution text, naming the node by its title, or why the server could not be reached.

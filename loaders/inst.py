@@ -1,4 +1,4 @@
-"""Read a style-token file: an InST checkpoint or a textual-inversion embedding (research/inst.md 1).
+"""Read a style-token file: an InST checkpoint or a textual-inversion embedding (docs/design/inst.md 1).
 
 - InST (`embeddings.pt`, `embeddings_gs-*.pt`): {"string_to_token", "attention": pickled ldm
   `Attentions`}. It stores no vector: the inversion network computes one from a style image.

@@ -1,5 +1,5 @@
 """The diffusers key layout of an SD1.5 ControlNet (`ControlNetModel.from_unet(sd15)`), which is how
-`ip.bin` stores StyleShot's content-fusion encoder under `controlnet.` (research/styleshot.md 2.4)."""
+`ip.bin` stores StyleShot's content-fusion encoder under `controlnet.` (docs/design/styleshot.md 2.4)."""
 
 from functools import cache
 

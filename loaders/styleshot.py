@@ -1,5 +1,5 @@
 """Load StyleShot's `style_aware_encoder.bin` and `ip.bin` (contour or lineart release), as published
-or converted to safetensors, with strict layout checks (research/styleshot.md sections 1.6 and 2)."""
+or converted to safetensors, with strict layout checks (docs/design/styleshot.md sections 1.6 and 2)."""
 
 from functools import cache
 

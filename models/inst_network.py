@@ -1,4 +1,4 @@
-"""InST's attention-based inversion network (research/inst.md 2.1-2.4), with the file's key names.
+"""InST's attention-based inversion network (docs/design/inst.md 2.1-2.4), with the file's key names.
 
 `Attentions(dim=768, n_heads=8, d_head=64)` of zyxElsa/InST: a self-attention, a cross-attention
 whose keys and values come from the network's input, and a final projection; no residuals, no

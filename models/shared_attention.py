@@ -1,4 +1,4 @@
-"""StyleAligned's shared self-attention, AdaIN and GroupNorm sharing (research/stylealigned.md 1.3-1.10,
+"""StyleAligned's shared self-attention, AdaIN and GroupNorm sharing (docs/design/stylealigned.md 1.3-1.10,
 5.4), and the reference trajectory lookup of its reference-image mode (2.2, 2.5).
 
 Tensors are ComfyUI's: q, k, v are [B, N, heads*d] after the projections. A batch is made of chunks

@@ -1,4 +1,4 @@
-"""StyleShot's style projection and decoupled cross-attention weights (`ip.bin`, research/styleshot.md
+"""StyleShot's style projection and decoupled cross-attention weights (`ip.bin`, docs/design/styleshot.md
 sections 1.5, 2.2-2.3 and 3).
 
 Key names match the published `ip.bin` without its `unet.`/`controlnet.` parts:

@@ -1,4 +1,4 @@
-"""StyleShot's style-aware encoder (research/styleshot.md section 1).
+"""StyleShot's style-aware encoder (docs/design/styleshot.md section 1).
 
 Three CNN "experts", one per patch size, turn the 8 high (128 px), 16 middle (64 px) and 32 low
 (32 px) patches of a style image into 1280-d tokens; a learned class token opens each group; the

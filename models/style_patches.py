@@ -1,4 +1,4 @@
-"""StyleShot's style-image preprocessing and multi-scale patch tree (research/styleshot.md 1.1-1.2).
+"""StyleShot's style-image preprocessing and multi-scale patch tree (docs/design/styleshot.md 1.1-1.2).
 
 The short side goes to 512 (PIL bilinear, as torchvision's Resize does on PIL images), a centre
 512 crop is taken and mapped to [-1, 1], and the crop is cut into 8 patches of 128 px, 16 of 64

@@ -1,5 +1,5 @@
 """Put style vectors where a placeholder token stands in a prompt tokenized by ComfyUI
-(research/comfyui.md 5.2, research/inst.md 4.4).
+(docs/design/comfyui.md 5.2, docs/design/inst.md 4.4).
 
 ComfyUI's tokenizer returns, per text encoder, 77-token chunks of (token, weight, word id): a start
 token, up to 75 prompt tokens, an end token, padding. Token entries may be vectors instead of ids;

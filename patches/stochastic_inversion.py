@@ -1,4 +1,4 @@
-"""InST's stochastic inversion on ComfyUI's sampler (research/inst.md 3.2-3.3).
+"""InST's stochastic inversion on ComfyUI's sampler (docs/design/inst.md 3.2-3.3).
 
 InST does not start from random noise: it noises the content latent to t = strength * 1000, lets
 the UNet predict that noise under the style prompt (no CFG), and rebuilds the noisy latent from the

@@ -1,4 +1,4 @@
-"""StyleAligned batch alignment as patches on a clone of a ComfyUI MODEL (research/stylealigned.md 5).
+"""StyleAligned batch alignment as patches on a clone of a ComfyUI MODEL (docs/design/stylealigned.md 5).
 
 - Self-attention (attn1) of the chosen UNet blocks: a replace patch per (block, id) running
   models.shared_attention per batch chunk, chunks taken from `cond_or_uncond`.

@@ -1,5 +1,5 @@
-"""StyleShot's decoupled cross-attention as ComfyUI attn2 replace patches (research/styleshot.md 3,
-research/comfyui.md 3.6).
+"""StyleShot's decoupled cross-attention as ComfyUI attn2 replace patches (docs/design/styleshot.md 3,
+docs/design/comfyui.md 3.6).
 
 Each of the chosen SD1.5 cross-attention layers gets a `StyleLayer`: ordinary text attention (or
 whatever patch already sat on that layer) plus `strength * attention(q, K_ip, V_ip)` over the 6

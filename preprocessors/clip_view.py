@@ -1,4 +1,4 @@
-"""The picture of a style image that InST's CLIP ViT-L/14 sees (research/inst.md 2.2, 2.5, 2.7).
+"""The picture of a style image that InST's CLIP ViT-L/14 sees (docs/design/inst.md 2.2, 2.5, 2.7).
 
 InST's official code resizes the style image to 512x512, maps it to [-1, 1] and casts that
 straight to uint8: every pixel channel becomes 0, except 255 where it was exactly 0 and 1 where it

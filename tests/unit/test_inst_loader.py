@@ -1,4 +1,4 @@
-"""Reading style-token files (research/inst.md 1): InST's pickled network through the restricted
+"""Reading style-token files (docs/design/inst.md 1): InST's pickled network through the restricted
 unpickler, ArtBank's variant, the usual textual-inversion formats; anything that would run code or
 is not a style token is refused with a sentence, and nothing in a refused file runs (empty, cut and
 other slots' files: test_broken_files.py)."""

@@ -1,5 +1,5 @@
 """StyleAligned's shared attention, AdaIN and GroupNorm sharing against a direct rendering of the
-published equations (google/style-aligned sa_handler.py, research/stylealigned.md 1.3-1.10), which
+published equations (google/style-aligned sa_handler.py, docs/design/stylealigned.md 1.3-1.10), which
 works on [B, heads, N, d] tensors of a [uncond half; cond half] batch with rows 0 and B/2 as the
 references; ours works per chunk on ComfyUI's [B, N, heads*d] tensors."""
 

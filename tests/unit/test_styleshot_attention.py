@@ -1,4 +1,4 @@
-"""StyleShot's decoupled cross-attention (research/styleshot.md section 3) against diffusers'
+"""StyleShot's decoupled cross-attention (docs/design/styleshot.md section 3) against diffusers'
 Attention + IPAdapterAttnProcessor2_0, and the per-chunk routing of style tokens in a CFG batch."""
 
 import pytest

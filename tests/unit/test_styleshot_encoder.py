@@ -1,4 +1,4 @@
-"""StyleShot's style-aware encoder, patch tree, style crop and style tokens (research/styleshot.md
+"""StyleShot's style-aware encoder, patch tree, style crop and style tokens (docs/design/styleshot.md
 section 1) against independent references: transformers' CLIPVisionModelWithProjection for the
 ViT-H blocks, a functional rendering of the CNN experts written from the spec tables, PIL for the
 crop and a numpy rendering of the published patch recursion.
@@ -18,7 +18,7 @@ from style_suite.loaders.styleshot import load_adapter, load_encoder
 from style_suite.models.style_patches import patch_tree, style_crop
 
 HIDDEN = 1280
-# (in, out, downsample first) of each ResnetBlock, per expert: research/styleshot.md 1.3's table.
+# (in, out, downsample first) of each ResnetBlock, per expert: docs/design/styleshot.md 1.3's table.
 SPEC_EXPERTS = (
     ((320, 320, False), (320, 640, False), (640, 640, True), (640, 640, True), (640, 1280, True), (1280, 1280, False)),
     ((320, 320, False), (320, 640, False), (640, 640, True), (640, 1280, True), (1280, 1280, False)),

@@ -1,4 +1,4 @@
-"""Loading StyleShot's `style_aware_encoder.bin` and `ip.bin` (research/styleshot.md 1.6, 2): the
+"""Loading StyleShot's `style_aware_encoder.bin` and `ip.bin` (docs/design/styleshot.md 1.6, 2): the
 published layouts load (the `unet.` copy skipped, content fusion optional), anything else is refused
 with a sentence naming the file, the first mismatch and what the file looks like, and ip.bin's UNet
 copy is never read into memory (files that try to run code: test_hostile_files.py; empty, cut and
