@@ -11,7 +11,7 @@ from ..loaders.styleshot import load_adapter, load_encoder
 from ..models.style_adapter import LAYER_PRESETS, StyleTokens
 from ..models.style_encoder import PATCHES_PER_IMAGE
 from ..models.style_patches import patch_tree, style_crop
-from ..patches.content_fusion import attach, content_encoder, style_controlnet
+from ..patches.content_fusion import MAP_FITS, attach, content_encoder, style_controlnet
 from ..patches.model_check import require_sd1
 from ..patches.styleshot import StyleInjection, apply_style
 from ..preprocessors.image import check_images, to_rgb_uint8
@@ -52,8 +52,7 @@ class StyleShotLoader:
 
     @classmethod
     def VALIDATE_INPUTS(cls, style_encoder, adapter):
-        message = host.check_model_choice(STYLE_ENCODER, style_encoder)
-        return message if message is not True else host.check_model_choice(STYLESHOT_CONTOUR, adapter)
+        return host.check_model_choices(style_encoder=(STYLE_ENCODER, style_encoder), adapter=(STYLESHOT_CONTOUR, adapter))
 
     def load(self, style_encoder, adapter):
         return (StyleShot(
@@ -93,13 +92,13 @@ class StyleShotEncodeStyle:
         mm.load_models_gpu([styleshot.encoder, styleshot.adapter])
         encoder, adapter = styleshot.encoder.model, styleshot.adapter.model
         weight = next(encoder.parameters())
-        advance = host.progress(image.shape[0])
+        report_progress = host.progress(image.shape[0])
         embeds = []
         with torch.no_grad():
             for i in range(image.shape[0]):
                 groups = [g[i * n:(i + 1) * n].to(weight) for g, n in zip((high, middle, low), PATCHES_PER_IMAGE)]
                 embeds.append(encoder(*groups).float())
-                advance(i + 1)
+                report_progress(i + 1)
             embeds = torch.cat(embeds)
             if blend:
                 embeds = embeds.mean(dim=0, keepdim=True)
@@ -174,14 +173,21 @@ class StyleShotApplyContent:
                 "negative": ("CONDITIONING", {"tooltip": "Negative conditioning."}),
                 "styleshot": ("STYLESHOT", {"tooltip": "From StyleShot Loader, with the contour or lineart release's ip.bin."}),
                 "style": ("STYLESHOT_STYLE", {"tooltip": "From StyleShot Encode Style: the content encoder reads these tokens."}),
-                "content_map": ("IMAGE", {"tooltip": "The content map, used as is (never blurred): one map, or one per latent."}),
+                "content_map": ("IMAGE", {"tooltip": "The content map (StyleShot Contour or Lineart): one map, or one per latent. Fitted to the latent as 'map_fit' says."}),
                 "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01, "tooltip": "Weight of the content encoder's residuals. 1.0 as published; 0 leaves the conditioning unchanged."}),
                 "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.001, "tooltip": "Sampling progress at which content control starts."}),
                 "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.001, "tooltip": "Sampling progress at which content control stops."}),
-            }
+            },
+            "optional": {
+                "map_fit": (list(MAP_FITS), {"tooltip": "How the map is fitted to the latent. Stretch: the whole map "
+                            "resized with Lanczos, as StyleShot's pipeline does (exact when the latent is sized from the "
+                            "map). Centre crop: ComfyUI's ControlNet way, nearest-neighbour, so contour maps stay binary "
+                            "and a latent of another aspect ratio keeps the map's proportions."}),
+            },
         }
 
-    def apply(self, positive, negative, styleshot, style, content_map, strength, start_percent, end_percent):
+    def apply(self, positive, negative, styleshot, style, content_map, strength, start_percent, end_percent,
+              map_fit=next(iter(MAP_FITS))):
         adapter = styleshot.adapter.model
         if adapter.content_fusion is None:
             raise ValueError(_no_content_fusion(styleshot.adapter_name))
@@ -192,7 +198,7 @@ class StyleShotApplyContent:
             raise ValueError(f"{maps} content maps and {styles} styles: give 1 of either, or as many of both")
         if strength == 0:
             return (positive, negative)  # as ComfyUI's Apply ControlNet does
-        control = style_controlnet(content_encoder(adapter), style)
+        control = style_controlnet(content_encoder(adapter), style, map_fit)
         return tuple(attach((positive, negative), control, hint.movedim(-1, 1), strength, (start_percent, end_percent)))
 
 

@@ -1,5 +1,5 @@
-"""StyleShot's content-fusion encoder as a ComfyUI ControlNet (research/styleshot.md 4,
-research/comfyui.md 4).
+"""StyleShot's content-fusion encoder as a ComfyUI ControlNet (docs/design/styleshot.md 4,
+docs/design/comfyui.md 4).
 
 The encoder is a stock SD1.5 ControlNet in diffusers layout, so ComfyUI's own loader builds it and
 ComfyUI's own ControlNet code runs it (hint resizing, strength, start/end, chaining, merging).
@@ -13,11 +13,22 @@ import logging
 import weakref
 
 import comfy.controlnet
+import comfy.utils
 
 from ..models.style_adapter import route
 from .model_check import require_sd1
 
 FEATURE = "StyleShot Apply Content"
+
+# How the content map is fitted to each call's latent: (resampling, crop) for comfy.utils.common_upscale.
+# StyleShot's pipeline resizes the whole map to the output size with PIL Lanczos (diffusers'
+# VaeImageProcessor), without cropping, and with no size given the output is the map's size rounded
+# down to a multiple of 8. ComfyUI's ControlNets crop the centre to the latent's aspect ratio and
+# resize nearest-exact, which keeps a binary contour map binary.
+MAP_FITS = {
+    "stretch, Lanczos (StyleShot)": ("lanczos", "disabled"),
+    "centre crop, nearest (ComfyUI)": ("nearest-exact", "center"),
+}
 
 _encoders = weakref.WeakKeyDictionary()  # StyleShotAdapter -> the ControlNet built from its weights
 
@@ -33,12 +44,16 @@ def content_encoder(adapter):
     return _encoders[adapter]
 
 
-def style_controlnet(controlnet, style):
+def style_controlnet(controlnet, style, map_fit):
     """A copy of ComfyUI ControlNet `controlnet` whose cross-attention context is `style`
-    (StyleTokens); ControlNet.copy() builds the copy, which then takes this class."""
+    (StyleTokens) and whose map is fitted to the latent as `map_fit` (a MAP_FITS key) says;
+    ControlNet.copy() builds the copy, which then takes this class."""
+    if map_fit not in MAP_FITS:
+        raise ValueError(f"unknown map_fit '{map_fit}': choose one of {', '.join(MAP_FITS)}")
     control = comfy.controlnet.ControlNet.copy(controlnet)
     control.__class__ = StyleContentControlNet
     control.style = style
+    control.map_fit = map_fit
     control._contexts = {}  # routed tokens per batch layout, device and dtype: fixed for a run
     control._reported = set()  # latent sizes the map was fitted to, reported once per run
     return control
@@ -65,9 +80,10 @@ def attach(conditionings, control, hint, strength, percent_range):
 
 class StyleContentControlNet(comfy.controlnet.ControlNet):
     style = None  # StyleTokens, set by style_controlnet()
+    map_fit = next(iter(MAP_FITS))
 
     def copy(self):
-        return style_controlnet(self, self.style)
+        return style_controlnet(self, self.style, self.map_fit)
 
     def pre_run(self, model, percent_to_timestep_function):
         require_sd1(model, FEATURE)  # before the first step, not as a shape error inside it
@@ -79,6 +95,7 @@ class StyleContentControlNet(comfy.controlnet.ControlNet):
         rows = x_noisy.shape[0] // len(cond_or_uncond)
         self._check_content_batch(rows)
         self._report_resize(x_noisy)
+        self._fit_map(x_noisy)
         styled = {**cond, "crossattn_controlnet": self._context(cond_or_uncond, rows, x_noisy)}
         previous = self.previous_controlnet
         if previous is None:
@@ -101,6 +118,16 @@ class StyleContentControlNet(comfy.controlnet.ControlNet):
             self._contexts[key] = tokens.to(device=x_noisy.device, dtype=dtype)
         return self._contexts[key]
 
+    def _fit_map(self, x_noisy):
+        """Fit the map to this call's latent as `map_fit` says. ControlNet.get_control keeps a hint
+        that already has the latent's size, so its own fitting (centre crop) does not run after this."""
+        height, width = (side * self.compression_ratio for side in x_noisy.shape[-2:])
+        if self.cond_hint is not None and tuple(self.cond_hint.shape[-2:]) == (height, width):
+            return
+        method, crop = MAP_FITS[self.map_fit]
+        hint = comfy.utils.common_upscale(self.cond_hint_original, width, height, method, crop)
+        self.cond_hint = hint.to(device=x_noisy.device, dtype=self.manual_cast_dtype or self.control_model.dtype)
+
     def _check_content_batch(self, rows):
         maps = self.cond_hint_original.shape[0]
         if maps not in (1, rows):
@@ -110,20 +137,22 @@ class StyleContentControlNet(comfy.controlnet.ControlNet):
             )
 
     def _report_resize(self, x_noisy):
-        """ComfyUI fits the map to each call's latent (centre crop, nearest-exact: binary maps stay
-        binary); an area conditioning's call gets only its area. StyleShot's output takes the map's
-        size, so say once per run and size when they differ by more than rounding."""
+        """The map is fitted to each call's latent; an area conditioning's call gets only its area.
+        StyleShot's output takes the map's size (rounded down to a multiple of 8), so say once per
+        run and size when they differ by more than that rounding."""
         height, width = self.cond_hint_original.shape[-2:]
         latent = tuple(x_noisy.shape[-2:])
         if (height // self.compression_ratio, width // self.compression_ratio) == latent or latent in self._reported:
             return
         self._reported.add(latent)
+        fitted = {"center": "cropped to the centre and resized", "disabled": "resized to it whole (its proportions change "
+                  "if the latent's differ)"}[MAP_FITS[self.map_fit][1]]
         logging.warning(
-            "%s: the content map is %dx%d but the latent is %dx%d: the map is cropped to the centre and resized. "
-            "Size the latent from the map (Get Image Size -> Empty Latent Image) to keep all of it. With an area "
+            "%s: the content map is %dx%d but the latent is %dx%d: the map is %s. Size the latent from the map "
+            "(Get Image Size -> Empty Latent Image), as StyleShot does, to keep all of it undistorted. With an area "
             "conditioning (ConditioningSetArea), the latent is the area's: an area gets the whole map fitted to it, "
             "as with any ControlNet, not the part of the map under it.",
-            FEATURE, width, height, latent[1] * self.compression_ratio, latent[0] * self.compression_ratio,
+            FEATURE, width, height, latent[1] * self.compression_ratio, latent[0] * self.compression_ratio, fitted,
         )
 
 

@@ -9,7 +9,8 @@ import importlib
 import pytest
 import torch
 from fixtures import sampling, sd15_unet
-from fixtures.styleshot_nodes import LATENT, T, Spy, apply, apply_content, binary_map, forward, load, tensors
+from fixtures.styleshot_nodes import (LATENT, T, Spy, apply, apply_content, binary_map, diffusers_control_image,
+                                     forward, load, tensors)
 
 MAP = 64  # content-map side: latent 8 x 8
 
@@ -209,16 +210,57 @@ def test_it_stacks_with_a_t2i_adapter(comfy, pack, sd15, styleshot, style, conds
 # --- 3. the hint ---------------------------------------------------------------------------------
 
 
-def test_a_map_of_another_size_is_fitted_without_blurring(pack, sd15, styleshot, style, conds, encoder_spy, caplog):
-    wide = binary_map(5, height=80, width=120)
-    positive, _ = apply_content(pack, *conds, styleshot, style, wide)
+def soft_map(seed, height, width):
+    """A lineart-like map: grey levels k/255, the same on the three channels."""
+    levels = torch.randint(0, 256, (1, height, width, 1), generator=torch.Generator().manual_seed(seed))
+    return (levels.float() / 255).expand(-1, -1, -1, 3).contiguous()
+
+
+def hint_seen(sd15, positive, latent_size, encoder_spy):
     encoder_spy.calls.clear()
+    run_control(control_of(positive), sd15, tensors(26, 2, 4, *latent_size), tensors(27, 2, 77, 768), [1, 0])
+    return encoder_spy.calls[0]["hint"]
+
+
+@pytest.mark.parametrize("height,width", [(64, 64), (77, 53), (101, 90), (61, 140)])
+@pytest.mark.parametrize("make_map", [binary_map, soft_map])
+def test_by_default_the_map_is_fitted_as_styleshot_prepares_it(pack, sd15, styleshot, style, conds, encoder_spy, height, width, make_map):
+    """With the latent sized from the map (Get Image Size -> Empty Latent Image: sides rounded down to
+    a multiple of 8), the encoder sees exactly what StyleShot's pipeline feeds its ControlNet: the
+    whole map resized with Lanczos to that size, no crop."""
+    content_map = make_map(7, height=height, width=width)
+    positive, _ = apply_content(pack, *conds, styleshot, style, content_map)
+    hint = hint_seen(sd15, positive, (height // 8, width // 8), encoder_spy)
+    assert torch.equal(hint, diffusers_control_image(content_map))
+
+
+def test_a_latent_of_another_size_gets_the_whole_map_as_styleshot_resizes_to_a_given_size(
+        pack, sd15, styleshot, style, conds, encoder_spy, caplog):
+    wide = soft_map(5, height=80, width=120)
+    positive, _ = apply_content(pack, *conds, styleshot, style, wide)
     with caplog.at_level("WARNING"):
-        run_control(control_of(positive), sd15, tensors(26, 2, *LATENT), tensors(27, 2, 77, 768), [1, 0])
-    hint = encoder_spy.calls[0]["hint"]
-    assert tuple(hint.shape) == (1, 3, MAP, MAP)
-    assert set(hint.unique().tolist()) == {0.0, 1.0}  # nearest-exact: binary contours stay binary
-    assert "the content map is 120x80 but the latent is 64x64" in caplog.text
+        hint = hint_seen(sd15, positive, LATENT[1:], encoder_spy)
+    assert torch.equal(hint, diffusers_control_image(wide, height=MAP, width=MAP))
+    assert "the content map is 120x80 but the latent is 64x64: the map is resized to it whole" in caplog.text
+
+
+def test_centre_crop_fits_the_map_as_comfyui_controlnets_do(pack, sd15, styleshot, style, conds, encoder_spy, caplog):
+    """The other fit: the centre 80x80 of a 120x80 map, nearest-exact, so binary contours stay binary."""
+    wide = binary_map(5, height=80, width=120)
+    positive, _ = apply_content(pack, *conds, styleshot, style, wide, map_fit="centre crop, nearest (ComfyUI)")
+    with caplog.at_level("WARNING"):
+        hint = hint_seen(sd15, positive, LATENT[1:], encoder_spy)
+    centre = wide[:, :, 20:100].movedim(-1, 1)
+    assert torch.equal(hint, torch.nn.functional.interpolate(centre, size=(MAP, MAP), mode="nearest-exact"))
+    assert set(hint.unique().tolist()) == {0.0, 1.0}
+    assert "the content map is 120x80 but the latent is 64x64: the map is cropped to the centre" in caplog.text
+    stretched = hint_seen(sd15, apply_content(pack, *conds, styleshot, style, wide)[0], LATENT[1:], encoder_spy)
+    assert not torch.equal(stretched, hint)
+
+
+def test_an_unknown_map_fit_is_refused(pack, styleshot, style, conds, content_map):
+    with pytest.raises(ValueError, match="unknown map_fit 'bicubic': choose one of stretch, Lanczos"):
+        apply_content(pack, *conds, styleshot, style, content_map, map_fit="bicubic")
 
 
 def test_grey_rgba_and_nan_maps_become_rgb_in_0_1(pack, sd15, styleshot, style, conds, content_map, encoder_spy):

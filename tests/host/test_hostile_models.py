@@ -16,7 +16,7 @@ from fixtures import sd15_unet
 from fixtures.sampling import ksample, prompt, recorded, relative
 from fixtures.style_aligned_nodes import align
 from fixtures.style_aligned_nodes import node as aligned_node
-from fixtures.styleshot_nodes import Spy, apply, apply_content, binary_map, tensors
+from fixtures.styleshot_nodes import Spy, apply, apply_content, binary_map, diffusers_control_image, tensors
 
 SIZE = 8  # latent side (64 px): seconds per UNet call on a CPU; the middle block has 1 token
 ROWS = 2  # latents per batch: StyleAligned needs its reference and one more image
@@ -308,13 +308,15 @@ def test_a_batch_split_for_memory_gives_the_same_result(comfy, pack, sd15, style
     assert relative(apart, together) < 1e-4
 
 
-def test_an_area_cond_gets_the_whole_content_map_fitted_to_its_area(comfy, pack, sd15, styleshot, style, content_map, caplog):
-    """ComfyUI's ControlNet code fits the hint to each call's latent (comfy/controlnet.py: centre crop
-    to the call's aspect ratio, then resize), and an area cond's call gets only the area's crop: so
-    an area sees the centre of the content map, not the part of the map under it, as with any
-    ComfyUI ControlNet. Apply Content keeps that behaviour, and the console says what happens."""
+@pytest.mark.parametrize("map_fit", ["stretch, Lanczos (StyleShot)", "centre crop, nearest (ComfyUI)"])
+def test_an_area_cond_gets_the_whole_content_map_fitted_to_its_area(comfy, pack, sd15, styleshot, style, content_map,
+                                                                     map_fit, caplog):
+    """An area cond's UNet call gets only the area's crop of the latent, and the map is fitted to each
+    call's latent: so an area sees the whole content map fitted to it (stretched, as StyleShot's
+    pipeline resizes to a given size, or its centre, as any ComfyUI ControlNet crops), not the part
+    of the map under it. The console says what happens."""
     positive, negative, cfg = layout(comfy, "area")
-    content = apply_content(pack, positive, negative, styleshot, style, content_map)
+    content = apply_content(pack, positive, negative, styleshot, style, content_map, map_fit=map_fit)
     spy = Spy(pack.patches.content_fusion.content_encoder(styleshot.adapter.model).control_model)
     try:
         with caplog.at_level("WARNING"):
@@ -323,12 +325,15 @@ def test_an_area_cond_gets_the_whole_content_map_fitted_to_its_area(comfy, pack,
         spy.close()
     whole = content_map.movedim(-1, 1)  # [1, 3, 64, 64]
     width = AREA[0]
-    centre = whole[..., (whole.shape[-1] - width) // 2:(whole.shape[-1] + width) // 2]
     hints = {tuple(call["hint"].shape[-2:]): call["hint"] for call in spy.calls}
     assert set(hints) == {(8 * SIZE, 8 * SIZE), (AREA[1], width)}
     assert torch.equal(hints[(8 * SIZE, 8 * SIZE)][:1], whole)
     area_hint = hints[(AREA[1], width)]
-    assert torch.equal(area_hint, centre.expand_as(area_hint))
+    if map_fit.startswith("centre"):
+        fitted = whole[..., (whole.shape[-1] - width) // 2:(whole.shape[-1] + width) // 2]
+    else:
+        fitted = diffusers_control_image(content_map, height=AREA[1], width=width)
+    assert torch.equal(area_hint, fitted.expand_as(area_hint))
     assert not torch.equal(area_hint[:1], whole[..., AREA[2]:AREA[2] + width])  # not the part under the area
     assert f"the content map is {8 * SIZE}x{8 * SIZE} but the latent is {AREA[0]}x{AREA[1]}" in caplog.text
     assert "an area gets the whole map fitted to it" in caplog.text
