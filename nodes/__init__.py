@@ -1,6 +1,10 @@
 """ComfyUI node classes, one module per feature; this module merges their mappings."""
 
-from . import inst, preprocessors, style_aligned, styleshot
+from .version import require_comfyui
+
+require_comfyui()  # before the node modules import what an older ComfyUI lacks
+
+from . import inst, preprocessors, style_aligned, styleshot  # noqa: E402
 
 FEATURES = (preprocessors, styleshot, style_aligned, inst)
 

@@ -48,6 +48,15 @@ def check_model_choice(expected, name):
     return _outside_model_folders(expected, name) or True
 
 
+def check_model_choices(**choices):
+    """VALIDATE_INPUTS for several model combos, `input=(expected, name)`: True, or each failing
+    input's own message, labelled with the input. ComfyUI shows one VALIDATE_INPUTS answer under
+    every input the method takes, so the answer must say which message is whose."""
+    messages = [(name, check_model_choice(*choice)) for name, choice in choices.items()]
+    failing = [f"{name}: {message}" for name, message in messages if message is not True]
+    return "\n".join(failing) or True
+
+
 def _outside_model_folders(expected, name):
     """The refusal for a listed file that is a link leading out of every folder ComfyUI reads
     models from (any key, with extra_model_paths.yaml entries), else None. Linking big files in
@@ -120,14 +129,15 @@ def load_network(expected, name, load):
 
 
 def progress(total):
-    """A callback for finished images: advances ComfyUI's progress bar and honours Cancel."""
+    """A callback `report(finished)` taking how many of `total` items are finished so far (a
+    running total, not an increment): sets ComfyUI's progress bar to it and honours Cancel."""
     bar = comfy.utils.ProgressBar(total)
 
-    def advance(done):
+    def report(finished):
         mm.throw_exception_if_processing_interrupted()
-        bar.update(done)
+        bar.update_absolute(finished)
 
-    return advance
+    return report
 
 
 def run_preprocessor(net, images, detect, resolution, binary):

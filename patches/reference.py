@@ -1,4 +1,4 @@
-"""StyleAligned's reference-image mode on ComfyUI's sampler (research/stylealigned.md 2.5).
+"""StyleAligned's reference-image mode on ComfyUI's sampler (docs/design/stylealigned.md 2.5).
 
 - `invert`: DDIM inversion of the reference latent through the user's MODEL, CFG and conditioning,
   as a ComfyUI sampler run over the ascending noise levels; every intermediate latent is kept.
@@ -34,7 +34,7 @@ def invert(model, positive, negative, latent, steps, scheduler, cfg, on_step):
     """DDIM inversion of `latent` (LATENT samples [1, C, H, W]) as published (google/style-aligned
     inversion.py): from the lowest noise level of the `steps`/`scheduler` schedule up to the
     highest, each step predicts the noise of the current latent at the next level (CFG `cfg`) and
-    moves the latent there along it. `on_step(done)` is called after each step."""
+    moves the latent there along it. `on_step(finished)` is called after each step with the steps finished so far."""
     sampling = model.get_model_object("model_sampling")
     sigmas = comfy.samplers.calculate_sigmas(sampling, scheduler, steps).float().cpu()
     ascending = sigmas.flip(0)

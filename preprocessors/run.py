@@ -39,7 +39,8 @@ def map_images(images, detect, *, resolution=0, binary=False, device="cpu", dtyp
     detect: [b, 3, h, w] RGB levels 0..255 in `dtype` on `device` -> [b, h, w] maps in 0..1.
     resolution: 0 runs at the input size; otherwise StyleShot's short-side/multiple-of-64 rule,
         with the map resized back (nearest when `binary`, so binary edges stay binary).
-    on_progress: called with the number of images just finished (ComfyUI's progress and interrupt).
+    on_progress: called after each pass with the number of images finished so far (ComfyUI's
+        progress and interrupt).
     Returns [B, H, W, 3] float32 on `output_device`, the map repeated on the three channels.
     """
     if resolution and resolution < 64:
@@ -49,6 +50,7 @@ def map_images(images, detect, *, resolution=0, binary=False, device="cpu", dtyp
     detected = detect_size(*size, resolution) if resolution else size
     check_detect_size(size, detected)
     maps = []
+    finished = 0
     # quantised chunk by chunk, so the uint8 and float copies exist for one chunk at a time
     for chunk in torch.split(images, images_per_pass(device, *detected)):
         rgb = to_rgb_uint8(chunk)
@@ -58,6 +60,7 @@ def map_images(images, detect, *, resolution=0, binary=False, device="cpu", dtyp
         with torch.inference_mode():
             result = detect(x).float()
         maps.append(resize_maps(result, size, binary).to(output_device))
+        finished += chunk.shape[0]
         if on_progress is not None:
-            on_progress(chunk.shape[0])
+            on_progress(finished)
     return torch.cat(maps).unsqueeze(-1).expand(-1, -1, -1, 3).contiguous()

@@ -100,6 +100,18 @@ def server(comfyui_path, model_root, sd15_checkpoint, sdxl_checkpoint, clip_visi
     comfy_server.stop()  # after its module: the models it loaded do not stay in memory beside later modules
 
 
+@pytest.fixture
+def progress_reports(comfy):
+    """Every (value, total) ComfyUI's progress bars report while the test runs, in order: what the
+    frontend's bar shows after each report."""
+    from comfy.utils import set_progress_bar_global_hook
+
+    reports = []
+    set_progress_bar_global_hook(lambda value, total, preview, node_id=None: reports.append((value, total)))
+    yield reports
+    set_progress_bar_global_hook(None)
+
+
 # --- StyleShot nodes on a full-size random SD1.5 UNet (module scope: freed after each module) ------
 
 

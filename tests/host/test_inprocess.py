@@ -1,5 +1,7 @@
 """The pack inside a real ComfyUI, in this process: registration, folders, nodes on real files."""
 
+import asyncio
+
 import numpy as np
 import pytest
 import torch
@@ -63,22 +65,34 @@ def test_networks_are_loaded_once(comfy, monkeypatch):
     assert len(calls) == 1 and len([k for k in host._loaded if k[1].endswith("sk_model2.pth")]) == 1
 
 
-def test_progress_is_reported_and_cancel_is_honoured(comfy):
-    import comfy.model_management as mm
-    from comfy.utils import set_progress_bar_global_hook
+def test_the_pack_refuses_to_load_on_a_comfyui_older_than_it_needs(comfy, monkeypatch, tmp_path, caplog):
+    """The `comfy` fixture loaded it on this ComfyUI (0.8.0); with the version set lower, loading
+    fails before any node registers, and ComfyUI's log says what to do."""
+    import comfyui_version
+    from fixtures.comfy_server import link_pack
 
-    seen = []
-    set_progress_bar_global_hook(lambda value, total, preview, node_id=None: seen.append((value, total)))
+    comfy_nodes, _ = comfy
+    registered = dict(comfy_nodes.NODE_CLASS_MAPPINGS)
+    for version in ("0.3.10", "0.2.7"):
+        monkeypatch.setattr(comfyui_version, "__version__", version)
+        with caplog.at_level("WARNING"):
+            assert not asyncio.run(comfy_nodes.load_custom_node(str(link_pack(tmp_path / version))))
+        assert f"Style Suite needs ComfyUI 0.3.11 or newer, and this ComfyUI is {version}: update ComfyUI" in caplog.text
+    assert comfy_nodes.NODE_CLASS_MAPPINGS == registered
+
+
+def test_progress_counts_each_image_once_and_cancel_is_honoured(comfy, progress_reports):
+    import comfy.model_management as mm
+
+    batch = images.comfy_image(*[images.photo(24, 24, s) for s in range(3)])
+    node(comfy, "StyleSuiteHEDSoftEdges")().detect(batch, "ControlNetHED.pth", False, 0)
+    assert progress_reports == [(1, 3), (2, 3), (3, 3)]
+    mm.interrupt_current_processing(True)
     try:
-        batch = images.comfy_image(*[images.photo(24, 24, s) for s in range(3)])
-        node(comfy, "StyleSuiteHEDSoftEdges")().detect(batch, "ControlNetHED.pth", False, 0)
-        assert seen[-1] == (3, 3)
-        mm.interrupt_current_processing(True)
         with pytest.raises(mm.InterruptProcessingException):
             node(comfy, "StyleSuiteHEDSoftEdges")().detect(batch, "ControlNetHED.pth", False, 0)
     finally:
         mm.interrupt_current_processing(False)
-        set_progress_bar_global_hook(None)
 
 
 def test_a_lineart_file_in_the_hed_slot_names_the_expected_layout(comfy):

@@ -102,6 +102,22 @@ def test_a_missing_adapter_is_refused_before_running_with_the_folder_to_put_it_i
     assert json.dumps(str(model_root / "styleshot"))[1:-1] in details  # the folders searched
 
 
+@pytest.mark.parametrize("encoder", ["encoder.bin", "style_aware_encoder.bin"])
+def test_each_loader_input_gets_its_own_message(server, encoder):
+    """ComfyUI lists one validation answer under every input of the loader: it names each failing
+    input with that input's own file, and nothing for an input that is fine."""
+    prompt = _text_driven()
+    titled(prompt, "StyleShot Loader")["inputs"].update(style_encoder=encoder, adapter="ip.bin")
+    status, answer = server.post("/prompt", {"prompt": prompt})
+    assert status == 400
+    (errors,) = [error["errors"] for error in answer["node_errors"].values()]
+    assert {error["extra_info"]["input_name"] for error in errors} == {"style_encoder", "adapter"}
+    for error in errors:
+        assert "adapter: 'ip.bin' was not found in the 'styleshot' model folder; this input needs styleshot_contour_ip.bin" in error["details"]
+        encoder_message = "style_encoder: 'encoder.bin' was not found in the 'styleshot' model folder; this input needs style_aware_encoder.bin"
+        assert (encoder_message in error["details"]) == (encoder == "encoder.bin")
+
+
 def test_image_driven_with_a_style_only_adapter_fails_naming_the_releases(server):
     prompt = at_test_scale(load(API_DIR / "styleshot_image_driven_contour.json"))
     titled(prompt, "StyleShot Loader")["inputs"]["adapter"] = "styleshot_stage1_ip.bin"

@@ -85,7 +85,7 @@ def test_a_batch_of_one_is_left_alone(comfy, sd15, aligned, conds):
 
 
 def test_one_token_layers_give_no_nan(comfy, pack, sd15, conds):
-    """An 8x8 latent leaves the middle block a single token (research/stylealigned.md addendum)."""
+    """An 8x8 latent leaves the middle block a single token (docs/design/stylealigned.md addendum)."""
     shifted = align(pack, sd15, shift=math.log(2), scale=0.5)
     out = ksample(comfy, shifted, *conds, empty(2, (8, 8)))
     plain = ksample(comfy, sd15, *conds, empty(2, (8, 8)))
@@ -220,6 +220,11 @@ def test_inversion_matches_published_ddim_inversion(unets, trajectory, conds, re
         ours = to_vp(trajectory.latents[i], trajectory.sigmas[i])
         assert relative(ours, z) < 1e-4, i
     assert relative(trajectory.latents[-1], trajectory.latents[0]) > 1  # it did move up to high noise
+
+
+def test_inversion_reports_each_step_once(pack, sd15, conds, reference_latent, progress_reports):
+    node(pack, "InvertReference").invert(sd15, prompt(10), conds[1], reference_latent, STEPS, "ddim_uniform", 2.0)
+    assert progress_reports == [(step, STEPS) for step in range(1, STEPS + 1)]
 
 
 def apply_reference(pack, model, conds, latent, mode, offset=1, **inputs):

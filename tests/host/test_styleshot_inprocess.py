@@ -15,7 +15,7 @@ from fixtures.styleshot_nodes import ALL, LATENT, T, apply, encode, forward, loa
 
 OUTPUT_ONLY = "output blocks only"
 MIDDLE_ONLY = "middle only (test preset)"
-# SD1.5's 16 cross-attention layers as ComfyUI names them (research/comfyui.md 3.4), written out
+# SD1.5's 16 cross-attention layers as ComfyUI names them (docs/design/comfyui.md 3.4), written out
 # here rather than taken from the pack.
 LAYER_KEYS = [("input", i) for i in (1, 2, 4, 5, 7, 8)] + [("middle", 0)] + [("output", i) for i in range(3, 12)]
 
@@ -434,9 +434,6 @@ def test_encode_style_shapes_seeds_and_uncond(pack, styleshot, style, pair):
     same_twice = encode(pack, styleshot, style_image(3, 3), shuffle=False, blend=True)
     assert tuple(same_twice.cond.shape) == (1, 6, 768)
     torch.testing.assert_close(same_twice.cond, unshuffled.cond, rtol=1e-5, atol=1e-5)
-    blended = encode(pack, styleshot, style_image(3, 4), shuffle=False, blend=True)
-    assert tuple(blended.cond.shape) == (1, 6, 768)
-    assert not any(torch.allclose(blended.cond[0], row, atol=1e-3) for row in pair.cond)
 
     # The unconditional tokens: each scale's projection of a zero embedding, i.e. LayerNorm(bias).
     expected = []
@@ -445,6 +442,38 @@ def test_encode_style_shapes_seeds_and_uncond(pack, styleshot, style, pair):
         expected.append(F.layer_norm(bias, (768,), projection.norm.weight.float(), projection.norm.bias.float(), projection.norm.eps))
     torch.testing.assert_close(style.uncond, torch.cat(expected)[None], rtol=1e-5, atol=1e-5)
     assert torch.equal(pair.uncond, style.uncond)
+
+
+def projected(adapter, embeds):
+    """IP-Adapter's ImageProjModel on [3, 1024] embeddings, from the adapter's weights: [1, 6, 768]."""
+    import torch.nn.functional as F
+
+    tokens = []
+    for scale, projection in enumerate(adapter.style_image_proj_modules):
+        linear = F.linear(embeds[scale], projection.proj.weight.float(), projection.proj.bias.float()).reshape(2, 768)
+        tokens.append(F.layer_norm(linear, (768,), projection.norm.weight.float(), projection.norm.bias.float(), projection.norm.eps))
+    return torch.cat(tokens)[None]
+
+
+def test_blend_projects_the_mean_of_the_embeddings(pack, styleshot, pair):
+    """Blending averages the two images' style embeddings and projects the mean once. Averaging the
+    projected tokens instead (the LayerNorm makes the two differ) must fail this test."""
+    embeds = []
+    hook = styleshot.encoder.model.register_forward_hook(lambda module, args, output: embeds.append(output.float()))
+    try:
+        blended = encode(pack, styleshot, style_image(3, 4), shuffle=False, blend=True)
+    finally:
+        hook.remove()
+    assert len(embeds) == 2 and tuple(blended.cond.shape) == (1, 6, 768)
+    expected = projected(styleshot.adapter.model, torch.cat(embeds).mean(dim=0))
+    torch.testing.assert_close(blended.cond, expected, rtol=1e-5, atol=1e-5)
+    tokens_averaged = pair.cond.mean(dim=0, keepdim=True)
+    assert (tokens_averaged - expected).abs().max() > 100 * 1e-5, "the comparison must tell the two orders apart"
+
+
+def test_encode_style_reports_each_image_once(pack, styleshot, progress_reports):
+    encode(pack, styleshot, style_image(3, 4, 5))
+    assert progress_reports == [(1, 3), (2, 3), (3, 3)]
 
 
 # --- 10. sampling --------------------------------------------------------------------------------

@@ -80,11 +80,11 @@ def test_passes_give_the_same_result_and_report_every_image(monkeypatch):
     detect = lambda x: x.mean(dim=1) / 255.0  # noqa: E731  (a per-image detector stand-in)
     done = []
     single = map_images(batch, detect, on_progress=done.append)
-    assert done == [1] * 5
+    assert done == [1, 2, 3, 4, 5]  # images finished so far, after each pass
     monkeypatch.setattr(run, "images_per_pass", lambda device, h, w: 2)
     done.clear()
     batched = map_images(batch, detect, on_progress=done.append)
-    assert done == [2, 2, 1]
+    assert done == [2, 4, 5]
     assert torch.equal(single, batched)
     assert tuple(single.shape) == (5, 20, 24, 3)
 
