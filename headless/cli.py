@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from . import batch, workflow
+from . import batch, needed_files, workflow
 from .client import Comfy, ComfyError, ServerUnreachable
 from .local import LocalComfyUI
 from .progress import ProgressLine
@@ -25,7 +25,10 @@ def _server_options(parser, several=False):
     group.add_argument("--comfyui-python", metavar="PYTHON",
                        help="the Python with ComfyUI's requirements, to start COMFYUI_PATH (default: this one)")
     group.add_argument("--comfyui-args", default="", metavar="ARGS",
-                       help="arguments for the ComfyUI this command starts, e.g. '--cpu'")
+                       help="arguments for the ComfyUI this command starts, e.g. --comfyui-args \"--cpu\"")
+    group.add_argument("--download", action="store_true",
+                       help="first fetch the model files the workflow names that the ComfyUI at COMFYUI_PATH lacks "
+                            "(with the models command, in --comfyui-python)")
     group.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                        help="give up on a prompt after this long (default: wait)")
 
@@ -112,10 +115,12 @@ def servers(args):
             raise ComfyError(f"{error}\nThe end of its log:\n{local.log()[-3000:]}") from None
 
 
-def checked(prompt, chosen) -> list:
+def checked(args, prompt, chosen) -> list:
     """Apply the settings to a copy, uploading nothing, so a wrong title or value is reported
-    before any server starts."""
-    workflow.configure(prompt, chosen, upload=lambda path: path.name)
+    before any server starts; with --download, fetch the model files that copy names."""
+    preview = workflow.configure(prompt, chosen, upload=lambda path: path.name)
+    if args.download:
+        needed_files.fetch(preview, os.environ.get("COMFYUI_PATH"), args.comfyui_python)
     return chosen
 
 
@@ -123,6 +128,7 @@ def run_one(url, prompt, chosen, timeout):
     """Run one prompt with a progress line; returns (client, its saved images)."""
     client = Comfy(url)
     client.check()
+    needed_files.require_on_server(client, workflow.configure(prompt, chosen, upload=lambda path: path.name))
     ready = workflow.configure(prompt, chosen, client.upload_image)
     progress = ProgressLine(ready)
     try:
@@ -133,7 +139,7 @@ def run_one(url, prompt, chosen, timeout):
 
 def command_run(args):
     prompt = workflow.load(args.workflow)
-    chosen = checked(prompt, settings(args, prompt, args.style, args.content))
+    chosen = checked(args, prompt, settings(args, prompt, args.style, args.content))
     with servers(args) as (url, *_):
         client, images = run_one(url, prompt, chosen, args.timeout)
         args.output.mkdir(parents=True, exist_ok=True)
@@ -155,7 +161,7 @@ def command_stylize(args):
     (style,) = batch.image_files([args.style], "style")
     content = batch.image_files([args.content], "content")[0] if args.content else None
     prompt = stylize_workflow(args, content is not None)
-    chosen = checked(prompt, settings(args, prompt, style, content))
+    chosen = checked(args, prompt, settings(args, prompt, style, content))
     with servers(args) as (url, *_):
         client, images = run_one(url, prompt, chosen, args.timeout)
         for path in batch.save_images(client, images, args.output or Path(batch.output_name(style, content))):
@@ -171,12 +177,17 @@ def command_batch(args):
     print(f"{len(jobs)} jobs: {len(jobs) - len(todo)} already in {args.output}, {len(todo)} to run", file=sys.stderr)
     if not todo:
         return
-    checked(prompt, settings(args, prompt, todo[0].style, todo[0].content))
+    first = checked(args, prompt, settings(args, prompt, todo[0].style, todo[0].content))
 
     def build(job, client):
         return workflow.configure(prompt, settings(args, prompt, job.style, job.content), client.upload_image)
 
     with servers(args) as urls:
+        for url in urls:  # every job names the same model files
+            try:
+                needed_files.require_on_server(Comfy(url), workflow.configure(prompt, first, upload=lambda path: path.name))
+            except ServerUnreachable:
+                pass  # batch.run hands its jobs to the other servers
         outcome = batch.run(todo, urls, build, args.per_server, say=lambda text: print(text, file=sys.stderr))
     print(f"{len(outcome.done)} done, {len(jobs) - len(todo)} skipped, {len(outcome.failed)} failed", file=sys.stderr)
     for job, url, message in outcome.failed:
@@ -186,12 +197,22 @@ def command_batch(args):
         raise SystemExit(1)
 
 
+def _with_dashed_values(argv) -> list:
+    """argparse reads the '--cpu' of `--comfyui-args "--cpu"` as an option of its own and refuses the
+    line ("expected one argument"): join the value to its option (--comfyui-args=--cpu)."""
+    joined, rest = [], iter(argv)
+    for item in rest:
+        value = next(rest, None) if item == "--comfyui-args" else None
+        joined.append(item if value is None else f"{item}={value}")
+    return joined
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["models"]:  # the model-file command owns its options
         from ..loaders.model_check import main as models
         return models(argv[1:])
-    args = parser().parse_args(argv)
+    args = parser().parse_args(_with_dashed_values(argv))
     try:
         {"run": command_run, "stylize": command_stylize, "batch": command_batch}[args.command](args)
     except ComfyError as error:

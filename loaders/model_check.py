@@ -15,9 +15,10 @@ import sys
 from dataclasses import dataclass
 
 from . import annotators, clip_vision
+from .checkpoints import check_checkpoint
 from .inst import load_style_file
-from .model_files import (ALL, CLIP_VISION_L, HED, INST_STYLE, LINEART_COARSE, LINEART_FINE, STYLE_ENCODER,
-                          STYLESHOT_CONTOUR, STYLESHOT_LINEART, ModelFile)
+from .model_files import (ALL, CLIP_VISION_L, HED, INST_STYLE, LINEART_COARSE, LINEART_FINE, SD15_CHECKPOINT,
+                          SDXL_CHECKPOINT, STYLE_ENCODER, STYLESHOT_CONTOUR, STYLESHOT_LINEART, ModelFile)
 from .model_folders import ConfigError, model_folders
 from .styleshot import read_adapter_weights, read_encoder_weights
 from .weights import ModelFileError, dtype_names
@@ -66,7 +67,8 @@ def _clip(model_file, path):
 
 _CHECKS = {HED.name: _hed, LINEART_FINE.name: _lineart, LINEART_COARSE.name: _lineart, STYLE_ENCODER.name: _encoder,
            STYLESHOT_CONTOUR.name: _adapter, STYLESHOT_LINEART.name: _adapter, INST_STYLE.name: _style,
-           CLIP_VISION_L.name: _clip}
+           CLIP_VISION_L.name: _clip, SD15_CHECKPOINT.name: lambda model_file, path: check_checkpoint(path, "SD1.x"),
+           SDXL_CHECKPOINT.name: lambda model_file, path: check_checkpoint(path, "SDXL")}
 
 
 def check_file(model_file, path) -> str:
@@ -137,6 +139,11 @@ class Status:
             return False
         return bool(self.present) or not self.model_file.required
 
+    @property
+    def in_place(self) -> bool:
+        """A usable file is there (whether or not the file is required)."""
+        return bool(self.present) and self.ok
+
 
 def examine(model_file, path, with_hash=False) -> Found:
     try:
@@ -170,8 +177,8 @@ def slot_status(model_file, folders, with_hash=False) -> Status:
     """`model_file`'s files in `folders` (its key's folders, in search order), each checked."""
     names = None if model_file.any_name else model_file.accepted_names
     present = [examine(model_file, path, with_hash) for path in _first_of_each(names, folders)]
-    strays = []
-    if not present and not model_file.any_name:
+    strays = []  # a checkpoint of another name is the user's own model, chosen in the workflow, not renamed
+    if not present and not model_file.any_name and not model_file.substitutable:
         claimed = {name for other in ALL if other.folder == model_file.folder for name in other.accepted_names}
         others = [os.path.join(f, name) for f in folders for name in _model_files(f) if name not in claimed]
         strays = [found for found in (examine(model_file, path, with_hash) for path in others) if not found.problem]
@@ -190,8 +197,9 @@ def _how_to_get(model_file, folder):
     if not model_file.direct_download:
         return f"get one from {model_file.url} (or your own training) and put it in {folder}"
     renamed = "" if model_file.download_name == model_file.name else f", renamed {model_file.name}"
+    instead = "; or choose another model of its kind in the workflow instead" if model_file.substitutable else ""
     return (f"download {model_file.download_name} ({model_file.size_mb} MB) from {model_file.url} into {folder}"
-            f"{renamed}; or run this command again with --download {model_file.name}")
+            f"{renamed}; or run this command again with --download {model_file.name}{instead}")
 
 
 def _to_do(status):
@@ -238,7 +246,8 @@ def _parser():
         prog="style_suite.py models",
         description="Check the model files the pack reads: present, in the right folder, under the right name, "
         "and the file they should be. Exit status 0 when every required file is in place and no file is "
-        "unusable, 1 otherwise, 2 when the folders cannot be found.")
+        "unusable (with --download NAME...: when the files named are in place), 1 otherwise, 2 when the folders "
+        "cannot be found.")
     parser.add_argument("--comfyui", metavar="PATH",
                         help="the ComfyUI folder (default: $COMFYUI_PATH); its models/ and extra_model_paths.yaml are read")
     parser.add_argument("--models-dir", metavar="DIR", action="append", default=[],
@@ -304,4 +313,8 @@ def main(argv=None) -> int:
         downloaded = _download(statuses, args.download)
         statuses = check_all(folders, args.hash)
     print(format_report(statuses, folders))
-    return 0 if downloaded and all(status.ok for status in statuses) else 1
+    if args.download:  # the files asked for, e.g. those one workflow needs
+        ready = all(status.in_place for status in statuses if status.model_file.name in args.download)
+    else:
+        ready = all(status.ok for status in statuses)
+    return 0 if downloaded and ready else 1

@@ -23,6 +23,7 @@ class ModelFile:
     required: bool = True  # False: only an optional feature needs it (`models` reports it, missing is fine)
     convertible: bool = False  # also taken as <stem>.safetensors, the slim copy loaders/convert.py writes
     any_name: bool = False  # one file per style, named freely: every file in the folder is one
+    substitutable: bool = False  # the workflows name this file, but any model of its kind works in its place
 
     @property
     def download_name(self) -> str:
@@ -119,8 +120,33 @@ CLIP_VISION_L = ModelFile(
     required=False,  # InST only
 )
 
+SD15_CHECKPOINT = ModelFile(
+    name="v1-5-pruned-emaonly-fp16.safetensors",
+    folder="checkpoints",
+    purpose="Stable Diffusion 1.5, the checkpoint the StyleShot, InST and SD1.5 StyleAligned workflows load "
+            "(any SD1.5-based checkpoint works in its place)",
+    url="https://huggingface.co/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/v1-5-pruned-emaonly-fp16.safetensors",
+    size_mb=2132.7,
+    size_bytes=2_132_696_762,
+    sha256="e9476a13728cd75d8279f6ec8bad753a66a1957ca375a1464dc63b37db6e3916",
+    substitutable=True,
+)
+SDXL_CHECKPOINT = ModelFile(
+    name="sd_xl_base_1.0.safetensors",
+    folder="checkpoints",
+    purpose="Stable Diffusion XL base 1.0, the checkpoint the SDXL StyleAligned workflow loads "
+            "(any SDXL-based checkpoint works in its place)",
+    url="https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors",
+    size_mb=6938.1,
+    size_bytes=6_938_078_334,
+    sha256="31e35c80fc4829d14f90153f4c74cd59c90b779f6afe05a74cd6120b893f7e5b",
+    required=False,  # the SDXL workflow only
+    substitutable=True,
+)
+
 ALL = (HED, LINEART_FINE, LINEART_COARSE, STYLE_ENCODER, STYLESHOT_CONTOUR, STYLESHOT_LINEART, INST_STYLE,
-       CLIP_VISION_L)
+       CLIP_VISION_L, SD15_CHECKPOINT, SDXL_CHECKPOINT)
+BY_NAME = {model_file.name: model_file for model_file in ALL}
 
 
 def missing_file_message(expected: ModelFile, chosen, searched) -> str:

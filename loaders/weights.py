@@ -36,11 +36,14 @@ def read_weights(path, unpickle=None, keep=None):
         return (unpickle or _torch_load)(path)
 
 
-def read_header(path) -> dict:
+def read_header(path, skip_non_float=False) -> dict:
     """A safetensors file's tensors as {name: meta tensor}: shapes and dtypes, no data read (whatever
-    the file's name; safetensors checks that the data the header lists is all there)."""
+    the file's name; safetensors checks that the data the header lists is all there). Tensors stored
+    in other dtypes are refused, or left out with `skip_non_float` (a checkpoint's int64 position ids)."""
     with _reading(path), safe_open(path, framework="pt") as file:
         slices = {k: file.get_slice(k) for k in file.keys()}
+        if skip_non_float:
+            slices = {k: s for k, s in slices.items() if s.get_dtype() in _TORCH_DTYPES}
         codes = {s.get_dtype() for s in slices.values()} - set(_TORCH_DTYPES)
         if codes:
             raise ModelFileError(f"{os.path.basename(path)} stores {', '.join(sorted(codes))} tensors; the model files "

@@ -79,12 +79,15 @@ def test_stylize_without_content_is_text_driven(server, sd15_checkpoint, photos,
 
 
 def test_a_value_comfyui_refuses_exits_non_zero_with_its_validation_text(server, photos, tmp_path):
+    """A file the pack does not list, on a pack node: the node's own validation explains it (the
+    headless check before posting names only files it knows, and other nodes' files)."""
     result = cli("stylize", "--style", photos["lake"], "--set", "StyleShot Loader.adapter=ip.bin",
                  *TEXT_DRIVEN_SMALL, "--server", server.url, cwd=tmp_path)
     assert result.returncode == 1
     assert "ComfyUI refused the workflow: Prompt outputs failed validation" in result.stderr
     assert "node 2 'StyleShot Loader' (StyleSuiteStyleShotLoader)" in result.stderr
     assert "'ip.bin' was not found in the 'styleshot' model folder" in result.stderr
+    assert "rename it styleshot_contour_ip.bin" in result.stderr
     assert not list(tmp_path.glob("*.png"))
 
 
@@ -141,6 +144,23 @@ def test_without_a_server_it_starts_comfyui_from_comfyui_path_and_stops_it(comfy
     (saved,) = map(Path, result.stdout.split())
     assert (base / "output" / "style_suite" / saved.name).read_bytes() == saved.read_bytes()
     assert not _comfyui_processes(str(base)), "the ComfyUI it started is still running"
+
+
+def test_on_a_bare_comfyui_stylize_names_the_missing_files_and_the_command_that_fetches_them(comfyui_path, photos, tmp_path):
+    """A ComfyUI with the pack and no model file at all, as a new user has it: the real server's
+    /object_info is asked, nothing is posted, and every file is named with the one command to fetch them."""
+    base = tmp_path / "bare"
+    base.mkdir()
+    (base / "extra_model_paths.yaml").write_text("nothing:\n")
+    with ComfyServer(comfyui_path, base, base / "extra_model_paths.yaml") as bare:
+        result = cli("stylize", "--style", photos["lake"], "--content", photos["street"], "--server", bare.url, cwd=tmp_path)
+        history = bare.get("/history")
+    assert result.returncode == 1
+    files = ["v1-5-pruned-emaonly-fp16.safetensors", "style_aware_encoder.bin", "styleshot_contour_ip.bin", "ControlNetHED.pth"]
+    for name in files:
+        assert f"- {name} (node " in result.stderr, result.stderr
+    assert f"python scripts/style_suite.py models --download {' '.join(files)}" in result.stderr
+    assert "Value not in list" not in result.stderr and history == {}
 
 
 # --- batch ----------------------------------------------------------------------------------------

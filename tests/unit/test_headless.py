@@ -4,10 +4,16 @@ tests/host/test_headless.py runs the same command line against a real ComfyUI.""
 
 import io
 import json
+import shlex
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
+import torch
 from aiohttp import WSMsgType, web
 from fixtures.fake_comfy import FakeComfy, ServerThread
+from fixtures.hub import Hub
 from style_suite.headless import batch, workflow
 from style_suite.headless.cli import main
 from style_suite.headless.client import Comfy, ComfyError, ServerUnreachable
@@ -336,3 +342,149 @@ def test_cancel_takes_the_prompt_off_the_queue_and_interrupts_it(fake):
     server = fake()
     Comfy(server.url).cancel("some-id")
     assert server.deleted == ["some-id"] and server.interrupted == ["some-id"]
+
+
+# --- Model files the workflow names ----------------------------------------------------------------
+
+TEXT_DRIVEN_FILES = ["v1-5-pruned-emaonly-fp16.safetensors", "style_aware_encoder.bin", "styleshot_contour_ip.bin"]
+
+
+def object_info(checkpoints=(), styleshot=()):
+    """/object_info answers for the text-driven workflow's model loaders (combo inputs, both formats)."""
+    return {"CheckpointLoaderSimple": {"input": {"required": {"ckpt_name": [list(checkpoints), {}]}}},
+            "StyleSuiteStyleShotLoader": {"input": {"required": {
+                "style_encoder": [list(styleshot), {"tooltip": "..."}],
+                "adapter": ["COMBO", {"options": list(styleshot)}]}}}}
+
+
+def test_a_missing_model_file_is_named_with_the_command_that_fetches_it_before_anything_is_posted(fake, tmp_path, capsys):
+    server = fake(object_info=object_info(["mine.safetensors"], ["style_aware_encoder.bin"]))
+    style = str(_images(tmp_path, "s.png") / "s.png")
+    assert main(["stylize", "--style", style, "--server", server.url]) == 1
+    err = capsys.readouterr().err
+    assert f"the ComfyUI at {server.url} lacks model files this workflow needs:" in err
+    assert ("- v1-5-pruned-emaonly-fp16.safetensors (node 1 'Load Checkpoint' (CheckpointLoaderSimple)): Stable "
+            "Diffusion 1.5, the checkpoint") in err and "it goes in models/checkpoints" in err
+    assert "- styleshot_contour_ip.bin (node 2 'StyleShot Loader'" in err
+    assert "- style_aware_encoder.bin" not in err  # the server has that one
+    assert ("python scripts/style_suite.py models --download v1-5-pruned-emaonly-fp16.safetensors "
+            "styleshot_contour_ip.bin") in err and "Run this command again with --download" in err
+    assert server.prompts == [] and server.uploads == {}  # nothing posted, nothing uploaded
+
+    # a file the pack does not list: where it goes is the server's business
+    assert main(["stylize", "--style", style, "--server", server.url, "--set", "Load Checkpoint.ckpt_name=other.ckpt"]) == 1
+    assert ("- other.ckpt (node 1 'Load Checkpoint' (CheckpointLoaderSimple), input 'ckpt_name'): put it in the model "
+            "folder that input lists, or choose a file it has with --set 'Load Checkpoint.ckpt_name=FILE'") in capsys.readouterr().err
+    everything = fake(object_info=object_info(["v1-5-pruned-emaonly-fp16.safetensors"], TEXT_DRIVEN_FILES[1:]))
+    assert main(["stylize", "--style", style, "--server", everything.url, "-o", str(tmp_path / "out.png")]) == 0
+    # a file the pack does not list, on a pack node, is left to that node's own validation on the server
+    assert main(["stylize", "--style", style, "--server", everything.url, "--set", "StyleShot Loader.adapter=ip.bin",
+                 "-o", str(tmp_path / "other.png")]) == 0
+    assert len(everything.prompts) == 2
+
+
+SHIM = """import dataclasses, json, os, sys
+sys.path.insert(0, {scripts!r})
+from pack import import_pack
+import_pack()
+from style_suite.loaders import model_check
+published = json.loads(os.environ["TEST_PUBLISHED"])
+model_check.ALL = tuple(dataclasses.replace(m, **published[m.name]) if m.name in published else m for m in model_check.ALL)
+from style_suite.headless.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.fixture
+def comfyui_python(tmp_path, monkeypatch):
+    """Stands in for ComfyUI's Python: runs the pack's script with the published sizes and hashes set to
+    the fixture files' (TEST_PUBLISHED), as the stand-in hub serves those instead of the real files."""
+    from style_suite.headless.needed_files import SCRIPT
+
+    shim = tmp_path / "shim.py"
+    shim.write_text(SHIM.format(scripts=str(SCRIPT.parent)))
+    python = tmp_path / "comfyui-python"
+    python.write_text(f"#!/bin/sh\nexec {sys.executable} {shim} \"$@\"\n")
+    python.chmod(0o755)
+    return python
+
+
+def fixture_files():
+    """Bytes of a small SD1.x checkpoint, a StyleShot encoder and a contour adapter (real layouts)."""
+    from fixtures import styleshot
+    from fixtures.sd15_checkpoint import sd15_layout
+    from safetensors.torch import save
+
+    keys = ["model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
+            "cond_stage_model.transformer.text_model.final_layer_norm.weight", "first_stage_model.decoder.conv_out.bias"]
+    checkpoint = save({key: torch.zeros(sd15_layout()[key], dtype=torch.float16) for key in keys})
+    files = {TEXT_DRIVEN_FILES[0]: checkpoint}
+    for name, layout in ((TEXT_DRIVEN_FILES[1], styleshot.encoder_layout()),
+                         (TEXT_DRIVEN_FILES[2], {**styleshot.adapter_layout(), **{
+                             f"controlnet.{k}": v for k, v in styleshot.content_fusion_layout().items()}})):
+        buffer = io.BytesIO()
+        torch.save(styleshot.layout_only(layout, torch.float16), buffer)
+        files[name] = buffer.getvalue()
+    return files
+
+
+def test_download_fetches_the_files_the_workflow_names_then_runs(fake, tmp_path, capsys, monkeypatch, comfyui_python):
+    from style_suite.loaders.model_files import BY_NAME
+
+    comfyui = tmp_path / "ComfyUI"
+    (comfyui / "models").mkdir(parents=True)
+    files = fixture_files()
+    with Hub() as hub:
+        for name, data in files.items():
+            hub.serve(BY_NAME[name], data)
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("COMFYUI_PATH", str(comfyui))
+        monkeypatch.setenv("TEST_PUBLISHED", json.dumps({name: {"size_bytes": len(data), "sha256": ""}
+                                                         for name, data in files.items()}))
+        server = fake(object_info=object_info(TEXT_DRIVEN_FILES[:1], TEXT_DRIVEN_FILES[1:]))
+        style = str(_images(tmp_path, "s.png") / "s.png")
+        code = main(["stylize", "--style", style, "--server", server.url, "--download", "--comfyui-python",
+                     str(comfyui_python), "-o", str(tmp_path / "out.png")])
+        err = capsys.readouterr().err
+        assert code == 0, err
+    assert (comfyui / "models" / "checkpoints" / TEXT_DRIVEN_FILES[0]).read_bytes() == files[TEXT_DRIVEN_FILES[0]]
+    assert (comfyui / "models" / "styleshot" / TEXT_DRIVEN_FILES[2]).read_bytes() == files[TEXT_DRIVEN_FILES[2]]
+    assert "styleshot_contour_ip.bin: downloading" in err and len(server.prompts) == 1
+    assert {urlparse(path).path.rsplit("/", 1)[-1] for path, _ in hub.requests} == {
+        "v1-5-pruned-emaonly-fp16.safetensors", "style_aware_encoder.bin", "ip.bin"}  # nothing else
+
+    # Run again: everything is there, nothing is downloaded
+    hub_requests = len(hub.requests)
+    assert main(["stylize", "--style", style, "--server", server.url, "--download", "--comfyui-python",
+                 str(comfyui_python), "-o", str(tmp_path / "again.png")]) == 0
+    assert len(hub.requests) == hub_requests and "already there, not downloaded" in capsys.readouterr().err
+
+
+def test_download_needs_to_know_the_comfyui_folder(fake, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("COMFYUI_PATH", raising=False)
+    server = fake()
+    assert main(["stylize", "--style", str(_images(tmp_path, "s.png") / "s.png"), "--server", server.url, "--download"]) == 1
+    err = capsys.readouterr().err
+    assert "--download fetches model files into the model folders of a ComfyUI folder: set COMFYUI_PATH" in err
+    assert "python scripts/style_suite.py models --download v1-5-pruned-emaonly-fp16.safetensors" in err
+    assert server.prompts == []
+
+
+def test_the_readmes_comfyui_args_line_reaches_comfyui_as_written(tmp_path, capsys, monkeypatch):
+    """The README's own command, split as a shell splits it: '--cpu' reaches main.py as an argument
+    (argparse used to refuse it: 'expected one argument'). The ComfyUI here only logs its arguments."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (line,) = [line for line in readme.splitlines() if '--comfyui-args "--cpu"' in line and "style_suite.py" in line]
+    argv = shlex.split(line)
+    argv = argv[argv.index("scripts/style_suite.py") + 1:]
+    comfyui = tmp_path / "ComfyUI"
+    comfyui.mkdir()
+    (comfyui / "main.py").write_text("import sys\nprint('arguments:', sys.argv[1:])\nsys.exit(3)\n")
+    monkeypatch.setenv("COMFYUI_PATH", str(comfyui))
+    monkeypatch.chdir(tmp_path)
+    for value in argv:
+        if value.endswith((".jpg", ".png")):
+            _images(tmp_path, value)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "exited with code 3 while starting" in err and "'--disable-auto-launch', '--cpu']" in err

@@ -19,13 +19,16 @@ import torch
 from fixtures import annotators, inst, styleshot
 from fixtures.clip_models import vision_l_layout, write_zero_safetensors
 from fixtures.hub import Hub
+from fixtures.sd15_checkpoint import sd15_layout
+from fixtures.sdxl_checkpoint import sdxl_layout
 from safetensors.torch import save_file
 
 from style_suite.loaders import clip_vision, model_check
 from style_suite.loaders.download import DownloadError, download
 from style_suite.loaders.model_check import check_all, check_file, check_published, main
 from style_suite.loaders.model_files import (ALL, CLIP_VISION_L, HED, INST_STYLE, LINEART_COARSE, LINEART_FINE,
-                                             STYLE_ENCODER, STYLESHOT_CONTOUR, STYLESHOT_LINEART)
+                                             SD15_CHECKPOINT, SDXL_CHECKPOINT, STYLE_ENCODER, STYLESHOT_CONTOUR,
+                                             STYLESHOT_LINEART)
 from style_suite.loaders.model_folders import ConfigError, extra_model_paths, model_folders
 from style_suite.loaders.weights import ModelFileError
 
@@ -42,6 +45,8 @@ def sources(tmp_path_factory):
         "encoder": folder / "encoder.bin", "contour": folder / "contour.bin", "stage1": folder / "stage1.bin",
         "clip": write_zero_safetensors(folder / "clip.safetensors", vision_l_layout()),
         "inst": folder / "style.pt",
+        "sd15": write_zero_safetensors(folder / "sd15.safetensors", sd15_layout()),  # full size, sparse
+        "sdxl": write_zero_safetensors(folder / "sdxl.safetensors", sdxl_layout()),
     }
     torch.save(styleshot.layout_only(styleshot.encoder_layout(), torch.float16), files["encoder"])
     torch.save({**adapter, **content}, files["contour"])
@@ -56,7 +61,7 @@ def sha256(path):
 
 PUBLISHED_AS = {HED.name: "hed", LINEART_FINE.name: "lineart", LINEART_COARSE.name: "lineart",
                 STYLE_ENCODER.name: "encoder", STYLESHOT_CONTOUR.name: "contour", STYLESHOT_LINEART.name: "contour",
-                CLIP_VISION_L.name: "clip"}
+                CLIP_VISION_L.name: "clip", SD15_CHECKPOINT.name: "sd15", SDXL_CHECKPOINT.name: "sdxl"}
 
 
 @pytest.fixture
@@ -83,8 +88,9 @@ def place(folder, name, source):
 
 @pytest.fixture
 def models(tmp_path, sources):
-    """A folder laid out like ComfyUI/models with the four required files."""
+    """A folder laid out like ComfyUI/models with the five required files."""
     root = tmp_path / "models"
+    place(root / "checkpoints", SD15_CHECKPOINT.name, sources["sd15"])
     place(root / "annotators", HED.name, sources["hed"])
     place(root / "annotators", LINEART_FINE.name, sources["lineart"])
     place(root / "styleshot", STYLE_ENCODER.name, sources["encoder"])
@@ -151,6 +157,7 @@ def test_extra_model_paths_are_read_by_comfyuis_rules(tmp_path, monkeypatch):
         "styleshot": [f"{tmp_path}/first/styleshot", f"{tmp_path}/env/styleshot", f"{models}/styleshot"],
         "inst": [f"{tmp_path}/first/inst", f"{here}/my_inst", f"{models}/inst"],
         "clip_vision": [f"{tmp_path}/first/clip_vision", "/fast/clip_vision", f"{models}/clip_vision", "/mine/clip"],
+        "checkpoints": [f"{tmp_path}/first/checkpoints", f"{models}/checkpoints"],
     }
 
 
@@ -213,6 +220,39 @@ def test_clip_files_are_checked_by_their_header(tmp_path):
     truncated.write_bytes(path.read_bytes()[:100_000])
     with pytest.raises(ModelFileError, match="truncated.safetensors could not be read as a weights file: it is cut short"):
         check_file(CLIP_VISION_L, truncated)
+
+
+def test_checkpoints_are_told_apart_by_their_header(sources, tmp_path):
+    assert check_file(SD15_CHECKPOINT, sources["sd15"]) == "SD1.x checkpoint (UNet, text encoder, VAE), fp16"
+    assert check_file(SDXL_CHECKPOINT, sources["sdxl"]) == "SDXL checkpoint (UNet, text encoder, VAE), fp16"
+    with pytest.raises(ModelFileError, match="sdxl.safetensors is an SDXL checkpoint, and this workflow is made for SD1.x"):
+        check_file(SD15_CHECKPOINT, sources["sdxl"])
+    layout = sd15_layout()
+    unet_only = write_zero_safetensors(tmp_path / "unet.safetensors",
+                                       {k[len("model.diffusion_model."):]: v for k, v in layout.items() if k.startswith("model.")})
+    with pytest.raises(ModelFileError, match="unet.safetensors is not a Stable Diffusion SD1.x checkpoint: it holds a UNet-less"):
+        check_file(SD15_CHECKPOINT, unet_only)  # ComfyUI's diffusion_models layout has no prefix
+    no_vae = write_zero_safetensors(tmp_path / "no_vae.safetensors", {k: v for k, v in layout.items() if "first_stage" not in k})
+    with pytest.raises(ModelFileError, match="holds an SD1.x UNet without first_stage_model."):
+        check_file(SD15_CHECKPOINT, no_vae)
+    # the published file stores the text encoder's position ids as int64: read past, not refused
+    keys = ["model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
+            "cond_stage_model.transformer.text_model.final_layer_norm.weight", "first_stage_model.decoder.conv_out.bias"]
+    small = {key: torch.zeros(layout[key], dtype=torch.float16) for key in keys}
+    small["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(77)[None]
+    save_file(small, str(tmp_path / "with_ids.safetensors"))
+    assert check_file(SD15_CHECKPOINT, tmp_path / "with_ids.safetensors").startswith("SD1.x checkpoint")
+
+
+def test_a_checkpoint_of_another_name_is_never_to_be_renamed(models, sources, published, capsys):
+    (models / "checkpoints" / SD15_CHECKPOINT.name).unlink()
+    place(models / "checkpoints", "dreamshaper_8.safetensors", sources["sd15"])  # the user's own model
+    code, report, _ = run(capsys, "--models-dir", models)
+    assert code == 1 and "status:  missing" in section(report, SD15_CHECKPOINT.name)
+    assert "dreamshaper" not in report
+    assert (f"- {SD15_CHECKPOINT.name}: download {SD15_CHECKPOINT.name} (2132.7 MB) from {SD15_CHECKPOINT.url} into "
+            f"{models}/checkpoints; or run this command again with --download {SD15_CHECKPOINT.name}; or choose "
+            "another model of its kind in the workflow instead") in report
 
 
 def test_the_stage1_adapter_is_refused_where_content_fusion_is_needed(sources):
@@ -320,7 +360,7 @@ def test_extra_model_paths_folders_are_searched(tmp_path, models, published, mon
     comfyui = tmp_path / "ComfyUI"
     (comfyui / "models").mkdir(parents=True)
     (comfyui / "extra_model_paths.yaml").write_text(f"elsewhere:\n    base_path: {models}\n    annotators: annotators\n"
-                                                    "    styleshot: styleshot\n")
+                                                    "    styleshot: styleshot\n    checkpoints: checkpoints\n")
     monkeypatch.setenv("COMFYUI_PATH", str(comfyui))
     code, report, _ = run(capsys)
     assert code == 0
@@ -458,6 +498,10 @@ def test_the_download_option_fetches_missing_required_files(models, sources, pub
     assert code == 1 and f"Downloading {LINEART_COARSE.name} from {hub.url}" in err and "HTTP Error 404" in err
     code, _, err = run(capsys, "--models-dir", models, "--download", HED.name)
     assert code == 0 and f"{HED.name}: already there, not downloaded" in err
+    # with names, the exit status is about the files named (those one workflow needs)
+    (models / "annotators" / LINEART_FINE.name).unlink()
+    assert run(capsys, "--models-dir", models, "--download", HED.name)[0] == 0
+    assert run(capsys, "--models-dir", models)[0] == 1
 
 
 def test_the_download_option_replaces_an_unusable_file(models, sources, published, hub, capsys):
