@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import CLIPImageProcessor
+
+try:  # transformers 5 runs CLIPImageProcessor on torchvision when it is installed (ComfyUI's environment),
+    # which resizes a level off in some pixels; InST and CLIP's own preprocessing are the PIL one.
+    from transformers import CLIPImageProcessorPil as CLIPImageProcessor
+except ImportError:  # transformers 4: CLIPImageProcessor is the PIL one
+    from transformers import CLIPImageProcessor
 
 from style_suite.models.adain import latent_adain
 from style_suite.patches.placeholder import ChunkLayout, placeholder_token, replace_placeholder
@@ -104,7 +109,7 @@ def comfy_image(pixels):
 
 
 def processor_pixels(uint8_image):
-    """transformers' CLIPImageProcessor (openai/clip-vit-large-patch14 settings) up to normalisation."""
+    """transformers' PIL CLIPImageProcessor (openai/clip-vit-large-patch14 settings) up to normalisation."""
     processor = CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
                                    do_rescale=False, do_normalize=False)
     return processor(images=uint8_image, return_tensors="np")["pixel_values"][0].transpose(1, 2, 0)
