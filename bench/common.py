@@ -14,11 +14,23 @@ from pathlib import Path
 import torch
 
 SD15_UNET = {  # ComfyUI's unet_config for SD1.5
-    "context_dim": 768, "model_channels": 320, "use_linear_in_transformer": False, "adm_in_channels": None,
-    "use_temporal_attention": False, "in_channels": 4, "out_channels": 4, "num_res_blocks": [2, 2, 2, 2],
-    "channel_mult": [1, 2, 4, 4], "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0], "transformer_depth_middle": 1,
-    "transformer_depth_output": [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1], "num_heads": 8, "num_head_channels": -1,
-    "use_spatial_transformer": True, "image_size": 32, "legacy": False,
+    "context_dim": 768,
+    "model_channels": 320,
+    "use_linear_in_transformer": False,
+    "adm_in_channels": None,
+    "use_temporal_attention": False,
+    "in_channels": 4,
+    "out_channels": 4,
+    "num_res_blocks": [2, 2, 2, 2],
+    "channel_mult": [1, 2, 4, 4],
+    "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
+    "transformer_depth_middle": 1,
+    "transformer_depth_output": [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+    "num_heads": 8,
+    "num_head_channels": -1,
+    "use_spatial_transformer": True,
+    "image_size": 32,
+    "legacy": False,
 }
 
 
@@ -29,7 +41,8 @@ def machine(mm):
         names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
         cpu = names[0] if names else cpu
     gpu = f", {mm.get_torch_device_name(device)}" if device.type != "cpu" else ""
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), device {device}{gpu}"
+    threads = torch.get_num_threads()
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({threads} threads), device {device}{gpu}"
 
 
 def comfyui_checkout() -> Path:
@@ -66,10 +79,18 @@ def timed(fn):
 
 
 SDXL_UNET = {  # ComfyUI's unet_config for SDXL base
-    **SD15_UNET, "context_dim": 2048, "use_linear_in_transformer": True, "adm_in_channels": 2816,
-    "num_res_blocks": [2, 2, 2], "channel_mult": [1, 2, 4], "transformer_depth": [0, 0, 2, 2, 10, 10],
-    "transformer_depth_middle": 10, "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10],
-    "num_heads": -1, "num_head_channels": 64, "num_classes": "sequential",
+    **SD15_UNET,
+    "context_dim": 2048,
+    "use_linear_in_transformer": True,
+    "adm_in_channels": 2816,
+    "num_res_blocks": [2, 2, 2],
+    "channel_mult": [1, 2, 4],
+    "transformer_depth": [0, 0, 2, 2, 10, 10],
+    "transformer_depth_middle": 10,
+    "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10],
+    "num_heads": -1,
+    "num_head_channels": 64,
+    "num_classes": "sequential",
 }
 
 
@@ -133,8 +154,9 @@ def step_times(variants, size, steps, mm, batch=1, context_dim=768, memory=False
     def step(patcher, control=None, control_context=None):
         models = [patcher] + (control.get_models() if control is not None else [])
         mm.load_models_gpu(models)
-        options = dict(patcher.model_options["transformer_options"], cond_or_uncond=[1, 0], sigmas=sigma,
-                       wrappers=patcher.wrappers)
+        options = dict(
+            patcher.model_options["transformer_options"], cond_or_uncond=[1, 0], sigmas=sigma, wrappers=patcher.wrappers
+        )
         start = time.perf_counter()
         with torch.no_grad():
             residuals = None
@@ -143,7 +165,9 @@ def step_times(variants, size, steps, mm, batch=1, context_dim=768, memory=False
                 if control_context is not None:
                     cond["crossattn_controlnet"] = control_context.to(device)
                 residuals = control.get_control(x, sigma, cond, 2, options)
-            patcher.model.apply_model(x, sigma, c_crossattn=context, control=residuals, transformer_options=options, **extra)
+            patcher.model.apply_model(
+                x, sigma, c_crossattn=context, control=residuals, transformer_options=options, **extra
+            )
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start

@@ -17,9 +17,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
+from common import in_process_comfyui, timed, work_dir  # noqa: E402
+
 from fixtures import images, inst  # noqa: E402
 from fixtures.clip_models import write_clip_l, write_clip_vision_l  # noqa: E402
-from common import in_process_comfyui, timed, work_dir  # noqa: E402
 
 PROMPTS = {
     "short": "a lighthouse on a cliff at dusk, in the style of *",
@@ -67,14 +68,20 @@ def main():
 
     torch.set_grad_enabled(False)  # as ComfyUI runs nodes: no autograd bookkeeping on either side
     first, cached, plain = token_times(pack, clip_vision, image, args.repeats)
-    print(f"InST Style Token: first call {first:.3f} s (file + CLIP ViT-L/14 + network), cached {cached * 1000:.2f} ms; "
-          f"plain CLIP vision encode {plain:.3f} s; first/plain {first / plain:.2f}, cached/plain {cached / plain:.4f}")
+    print(
+        f"InST Style Token: first call {first:.3f} s (file + CLIP ViT-L/14 + network), cached {cached * 1000:.2f} ms; "
+        f"plain CLIP vision encode {plain:.3f} s; first/plain {first / plain:.2f}, cached/plain {cached / plain:.4f}"
+    )
 
-    (token,) = pack.NODE_CLASS_MAPPINGS["StyleSuiteInSTStyleToken"]().token("embeddings.pt", "corrected", clip_vision, image)
+    (token,) = pack.NODE_CLASS_MAPPINGS["StyleSuiteInSTStyleToken"]().token(
+        "embeddings.pt", "corrected", clip_vision, image
+    )
     for label, text in PROMPTS.items():
         ours, plain = encode_times(pack, clip, token, text, args.repeats)
-        print(f"InST Text Encode, {label} prompt: {ours * 1000:.1f} ms, CLIP Text Encode {plain * 1000:.1f} ms, "
-              f"ratio {ours / plain:.2f}")
+        print(
+            f"InST Text Encode, {label} prompt: {ours * 1000:.1f} ms, CLIP Text Encode {plain * 1000:.1f} ms, "
+            f"ratio {ours / plain:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from common import in_process_comfyui, timed, work_dir  # noqa: E402
+
 from fixtures import annotators, images  # noqa: E402
 
 NODES = [  # (label, node id, model file, fixed inputs after image and file)
@@ -31,8 +32,10 @@ def main():
     _, pack, mm = in_process_comfyui(work / "models")
     cache = pack.nodes.host._loaded
 
-    print(f"{'node':8} {'size':>5} {'first run s':>12} {'cached s':>9} {'first/cached':>13} "
-          f"{'batch4 s/img':>13} {'single s/img':>13} {'batch4/single':>14}")
+    print(
+        f"{'node':8} {'size':>5} {'first run s':>12} {'cached s':>9} {'first/cached':>13} "
+        f"{'batch4 s/img':>13} {'single s/img':>13} {'batch4/single':>14}"
+    )
     for label, key, model, rest in NODES:
         node = pack.NODE_CLASS_MAPPINGS[key]()
         for size in args.sizes:
@@ -43,9 +46,12 @@ def main():
             first = timed(lambda: node.detect(one, model, *rest))
             cached = timed(lambda: node.detect(one, model, *rest))
             batch = timed(lambda: node.detect(four, model, *rest)) / 4
-            singles = sum(timed(lambda: node.detect(four[i:i + 1], model, *rest)) for i in range(4)) / 4
-            print(f"{label:8} {size:>5} {first:>12.3f} {cached:>9.3f} {first / cached:>13.2f} "
-                  f"{batch:>13.3f} {singles:>13.3f} {batch / singles:>14.2f}", flush=True)
+            singles = sum(timed(lambda: node.detect(four[i : i + 1], model, *rest)) for i in range(4)) / 4
+            print(
+                f"{label:8} {size:>5} {first:>12.3f} {cached:>9.3f} {first / cached:>13.2f} "
+                f"{batch:>13.3f} {singles:>13.3f} {batch / singles:>14.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -21,10 +21,15 @@ def compare(name, unet, dtype, align, size, batch, steps, mm, group_norm, contex
     """Print plain vs aligned per-step time and peak memory, and their ratios."""
     (aligned,) = align.apply(unet, True, True, True, False, 1.0, 0.0, group_norm, group_norm, "all (published)")
     (plain, shared), (plain_peak, shared_peak) = step_times(
-        [(unet, None), (aligned, None)], size, steps, mm, batch=batch, context_dim=context_dim, memory=True)
-    print(f"{name} at {size} px, batch {batch} (+ uncond), {dtype}, group norm sharing {'on' if group_norm else 'off'}: "
-          f"unpatched {plain:.3f} s/step, peak {plain_peak:.2f} GiB; aligned {shared:.3f} s/step, peak {shared_peak:.2f} GiB; "
-          f"time ratio {shared / plain:.3f}, memory ratio {shared_peak / plain_peak:.3f}", flush=True)
+        [(unet, None), (aligned, None)], size, steps, mm, batch=batch, context_dim=context_dim, memory=True
+    )
+    print(
+        f"{name} at {size} px, batch {batch} (+ uncond), {dtype}, group norm sharing {'on' if group_norm else 'off'}: "
+        f"unpatched {plain:.3f} s/step, peak {plain_peak:.2f} GiB; aligned {shared:.3f} s/step, peak {shared_peak:.2f} "
+        "GiB; "
+        f"time ratio {shared / plain:.3f}, memory ratio {shared_peak / plain_peak:.3f}",
+        flush=True,
+    )
 
 
 def main():

@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from fixtures import images, styleshot  # noqa: E402
 from common import comfyui_checkout, in_process_comfyui, random_sd15, step_times, timed, work_dir  # noqa: E402
+
+from fixtures import images, styleshot  # noqa: E402
 
 UNET_COPY_TENSORS = 10  # ip.bin's 3.44 GB UNet copy, as ten 344 MB tensors
 LOAD_SCRIPT = """
@@ -44,7 +45,9 @@ print(time.perf_counter() - start, peak_kib / 2**20)  # VmHWM restarts at exec, 
 def encode_times(pack, shot, repeats, mm):
     import comfy.clip_vision
 
-    clip_vision = comfy.clip_vision.load_clipvision_from_sd(styleshot.random_tensors(styleshot.clip_layout(prefix=""), 3))
+    clip_vision = comfy.clip_vision.load_clipvision_from_sd(
+        styleshot.random_tensors(styleshot.clip_layout(prefix=""), 3)
+    )
     image = images.comfy_image(images.photo(768, 1024, 1))
     node = pack.NODE_CLASS_MAPPINGS["StyleSuiteStyleShotEncodeStyle"]()
     node.encode(shot, image, 0, True, False)
@@ -62,13 +65,20 @@ def load_costs(work):
         tensors[f"unet.copy.{i}.weight"] = torch.randn(86_000_000 // 1000, 1000)
     torch.save(tensors, full)
     del tensors
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "convert_styleshot.py"), str(full)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "convert_styleshot.py"), str(full)], check=True, capture_output=True
+    )
     slim = full.with_suffix(".safetensors")
     script = LOAD_SCRIPT.format(tests=str(ROOT / "tests"))
     costs = {}
-    for label, mode, path in (("official torch.load, ip.bin", "official", full), ("ours, ip.bin", "ours", full),
-                              ("ours, slim .safetensors", "ours", slim)):
-        out = subprocess.run([sys.executable, "-c", script, mode, str(path)], check=True, capture_output=True, text=True)
+    for label, mode, path in (
+        ("official torch.load, ip.bin", "official", full),
+        ("ours, ip.bin", "ours", full),
+        ("ours, slim .safetensors", "ours", slim),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-c", script, mode, str(path)], check=True, capture_output=True, text=True
+        )
         seconds, peak = map(float, out.stdout.split()[-2:])
         costs[label] = (seconds, peak, path.stat().st_size / 2**30)
     return costs
@@ -94,13 +104,17 @@ def main():
     _, pack, mm = in_process_comfyui(work)
     nodes = pack.NODE_CLASS_MAPPINGS
     (shot,) = nodes["StyleSuiteStyleShotLoader"]().load("style_aware_encoder.bin", "styleshot_contour_ip.bin")
-    (style,) = nodes["StyleSuiteStyleShotEncodeStyle"]().encode(shot, images.comfy_image(images.photo(512, 512, 2)), 0, True, False)
+    (style,) = nodes["StyleSuiteStyleShotEncodeStyle"]().encode(
+        shot, images.comfy_image(images.photo(512, 512, 2)), 0, True, False
+    )
 
     unet, dtype = random_sd15(mm)
     (patched,) = nodes["StyleSuiteStyleShotApplyStyle"]().apply(unet, shot, style, 1.0, 0.0, 1.0, "all 16 (published)")
     plain, styled = step_times([(unet, None), (patched, None)], args.size, args.steps, mm)
-    print(f"UNet step at {args.size} px, batch 2, {dtype}: unpatched {plain:.3f} s, Apply Style {styled:.3f} s, "
-          f"patched/unpatched {styled / plain:.3f}")
+    print(
+        f"UNet step at {args.size} px, batch 2, {dtype}: unpatched {plain:.3f} s, Apply Style {styled:.3f} s, "
+        f"patched/unpatched {styled / plain:.3f}"
+    )
 
     ours, clip = encode_times(pack, shot, 3, mm)
     print(f"Encode Style {ours:.3f} s per image, CLIP ViT-H encode_image {clip:.3f} s, ratio {ours / clip:.2f}")

@@ -46,13 +46,18 @@ def output_name(style: Path, content: Path | None) -> str:
 
 def plan(styles, contents, out_dir: Path) -> list:
     """One job per (content, style) pair, or per style when there is no content image."""
-    jobs = [Job(style, content, out_dir / output_name(style, content))
-            for content in (contents or [None]) for style in styles]
+    jobs = [
+        Job(style, content, out_dir / output_name(style, content))
+        for content in (contents or [None])
+        for style in styles
+    ]
     outputs = [job.output for job in jobs]
     clashes = sorted({o.name for o in outputs if outputs.count(o) > 1})
     if clashes:
-        raise ComfyError(f"several inputs share a file name, so their outputs would clash: {', '.join(clashes)}. "
-                         "Rename them or run them as separate batches.")
+        raise ComfyError(
+            f"several inputs share a file name, so their outputs would clash: {', '.join(clashes)}. "
+            "Rename them or run them as separate batches."
+        )
     return jobs
 
 

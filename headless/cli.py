@@ -19,18 +19,39 @@ STRENGTHS = {"style_strength": "StyleShot Apply Style", "content_strength": "Sty
 
 def _server_options(parser, several=False):
     group = parser.add_argument_group("server")
-    group.add_argument("--server", action="append" if several else "store", metavar="URL",
-                       help="ComfyUI's address" + (" (repeat it to spread the batch over servers)" if several else "")
-                       + "; default: start the ComfyUI at COMFYUI_PATH, else " + DEFAULT_SERVER)
-    group.add_argument("--comfyui-python", metavar="PYTHON",
-                       help="the Python with ComfyUI's requirements, to start COMFYUI_PATH (default: this one)")
-    group.add_argument("--comfyui-args", default="", metavar="ARGS",
-                       help="arguments for the ComfyUI this command starts, e.g. --comfyui-args \"--cpu\"")
-    group.add_argument("--download", action="store_true",
-                       help="first fetch the model files the workflow names that the ComfyUI at COMFYUI_PATH lacks "
-                            "(with the models command, in --comfyui-python)")
-    group.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                       help="give up on a prompt after this long (default: wait)")
+    group.add_argument(
+        "--server",
+        action="append" if several else "store",
+        metavar="URL",
+        help="ComfyUI's address"
+        + (" (repeat it to spread the batch over servers)" if several else "")
+        + "; default: start the ComfyUI at COMFYUI_PATH, else "
+        + DEFAULT_SERVER,
+    )
+    group.add_argument(
+        "--comfyui-python",
+        metavar="PYTHON",
+        help="the Python with ComfyUI's requirements, to start COMFYUI_PATH (default: this one)",
+    )
+    group.add_argument(
+        "--comfyui-args",
+        default="",
+        metavar="ARGS",
+        help='arguments for the ComfyUI this command starts, e.g. --comfyui-args "--cpu"',
+    )
+    group.add_argument(
+        "--download",
+        action="store_true",
+        help="first fetch the model files the workflow names that the ComfyUI at COMFYUI_PATH lacks "
+        "(with the models command, in --comfyui-python)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="give up on a prompt after this long (default: wait)",
+    )
 
 
 def _input_options(parser, images=True):
@@ -40,9 +61,14 @@ def _input_options(parser, images=True):
         group.add_argument("--content", metavar="IMAGE", help=f"image for the node titled '{CONTENT}'")
     group.add_argument("--prompt", help=f"text of the node titled '{PROMPT}'")
     group.add_argument("--seed", type=int, help=f"seed of the node titled '{SAMPLER}'")
-    group.add_argument("--set", action="append", default=[], metavar="'TITLE.INPUT=VALUE'",
-                       help="any input of a titled node, e.g. 'Sampler.steps=20' or "
-                            "'StyleShot Apply Style.strength=0.8'; a Load Image set to a local file uploads it")
+    group.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="'TITLE.INPUT=VALUE'",
+        help="any input of a titled node, e.g. 'Sampler.steps=20' or "
+        "'StyleShot Apply Style.strength=0.8'; a Load Image set to a local file uploads it",
+    )
 
 
 def parser():
@@ -59,20 +85,36 @@ def parser():
     stylize.add_argument("--style", required=True, metavar="IMAGE", help="the style reference")
     stylize.add_argument("--content", metavar="IMAGE", help="the content image (leave it out for text-driven)")
     _stylize_options(stylize)
-    stylize.add_argument("-o", "--output", type=Path,
-                         help="the image to write (default: <content>__<style>.png, or <style>.png)")
+    stylize.add_argument(
+        "-o", "--output", type=Path, help="the image to write (default: <content>__<style>.png, or <style>.png)"
+    )
     _input_options(stylize, images=False)
     _server_options(stylize)
 
     many = commands.add_parser("batch", help="every content image with every style image, over one or more servers")
     many.add_argument("--styles", nargs="+", required=True, metavar="PATH", help="style images or folders of them")
-    many.add_argument("--contents", nargs="+", default=[], metavar="PATH",
-                      help="content images or folders (leave out for text-driven)")
+    many.add_argument(
+        "--contents",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="content images or folders (leave out for text-driven)",
+    )
     _stylize_options(many)
-    many.add_argument("-o", "--output", required=True, type=Path,
-                      help="folder for <content>__<style>.png; images already there are skipped")
-    many.add_argument("--per-server", type=int, default=2, metavar="N",
-                      help="prompts each server holds at once (default 2: one runs while the next waits)")
+    many.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        help="folder for <content>__<style>.png; images already there are skipped",
+    )
+    many.add_argument(
+        "--per-server",
+        type=int,
+        default=2,
+        metavar="N",
+        help="prompts each server holds at once (default 2: one runs while the next waits)",
+    )
     _input_options(many, images=False)
     _server_options(many, several=True)
 
@@ -81,18 +123,28 @@ def parser():
 
 
 def _stylize_options(parser):
-    parser.add_argument("--content-map", choices=("contour", "lineart"), default="contour",
-                        help="how the content image is de-stylized (StyleShot's two releases; default contour)")
-    parser.add_argument("--workflow", help="another API workflow with the same titles (default: the shipped "
-                                            "styleshot_image_driven_<map>, or styleshot_text_driven)")
+    parser.add_argument(
+        "--content-map",
+        choices=("contour", "lineart"),
+        default="contour",
+        help="how the content image is de-stylized (StyleShot's two releases; default contour)",
+    )
+    parser.add_argument(
+        "--workflow",
+        help="another API workflow with the same titles (default: the shipped "
+        "styleshot_image_driven_<map>, or styleshot_text_driven)",
+    )
     for option, title in STRENGTHS.items():
         parser.add_argument("--" + option.replace("_", "-"), type=float, help=f"strength of '{title}'")
 
 
 def settings(args, prompt, style=None, content=None) -> list:
     """(title, input, value) for the named options, then every --set."""
-    chosen = [(STYLE, "image", style and str(style)), (CONTENT, "image", content and str(content)),
-              (PROMPT, "text", args.prompt)]
+    chosen = [
+        (STYLE, "image", style and str(style)),
+        (CONTENT, "image", content and str(content)),
+        (PROMPT, "text", args.prompt),
+    ]
     chosen += [(title, "strength", getattr(args, option, None)) for option, title in STRENGTHS.items()]
     if args.seed is not None:
         _, sampler = workflow.titled(prompt, SAMPLER)
@@ -185,14 +237,19 @@ def command_batch(args):
     with servers(args) as urls:
         for url in urls:  # every job names the same model files
             try:
-                needed_files.require_on_server(Comfy(url), workflow.configure(prompt, first, upload=lambda path: path.name))
+                needed_files.require_on_server(
+                    Comfy(url), workflow.configure(prompt, first, upload=lambda path: path.name)
+                )
             except ServerUnreachable:
                 pass  # batch.run hands its jobs to the other servers
         outcome = batch.run(todo, urls, build, args.per_server, say=lambda text: print(text, file=sys.stderr))
     print(f"{len(outcome.done)} done, {len(jobs) - len(todo)} skipped, {len(outcome.failed)} failed", file=sys.stderr)
     for job, url, message in outcome.failed:
-        print(f"\nFAILED {job.output.name} (style {job.style}, content {job.content or '-'}, server {url or '-'}):\n"
-              f"{message}", file=sys.stderr)
+        print(
+            f"\nFAILED {job.output.name} (style {job.style}, content {job.content or '-'}, server {url or '-'}):\n"
+            f"{message}",
+            file=sys.stderr,
+        )
     if outcome.failed:
         raise SystemExit(1)
 
@@ -211,6 +268,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["models"]:  # the model-file command owns its options
         from ..loaders.model_check import main as models
+
         return models(argv[1:])
     args = parser().parse_args(_with_dashed_values(argv))
     try:

@@ -74,11 +74,18 @@ class Comfy:
             for key, value in fields.items()
         )
         mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        body += (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
-                 f"Content-Type: {mime}\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        body += (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
+                f"Content-Type: {mime}\r\n\r\n"
+            ).encode()
+            + data
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
         try:
-            answer = json.loads(self._request(
-                "/upload/image", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}))
+            answer = json.loads(
+                self._request("/upload/image", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            )
         except urllib.error.HTTPError as error:
             raise ComfyError(f"ComfyUI refused the upload of {path} ({error.code}: {error.read().decode()[:200]})")
         return f"{answer['subfolder']}/{answer['name']}" if answer.get("subfolder") else answer["name"]
@@ -95,7 +102,7 @@ class Comfy:
         Progress comes over the WebSocket, opened before the prompt is queued so that no message
         is missed; `on_message(type, data)` sees each one that belongs to this prompt.
         """
-        ws_url = "ws" + self.url[len("http"):] + f"/ws?clientId={self.client_id}"
+        ws_url = "ws" + self.url[len("http") :] + f"/ws?clientId={self.client_id}"
         try:
             socket_ = WebSocket(ws_url, timeout=self.timeout)
         except OSError as error:
@@ -128,8 +135,9 @@ class Comfy:
             except OSError:
                 message = None
             if message is None:
-                raise ServerUnreachable(f"ComfyUI at {self.url} closed the connection while running the prompt "
-                                        "(did the server stop?)")
+                raise ServerUnreachable(
+                    f"ComfyUI at {self.url} closed the connection while running the prompt (did the server stop?)"
+                )
             if isinstance(message, bytes):  # previews
                 continue
             event = json.loads(message)
@@ -154,11 +162,17 @@ class Comfy:
             errors = [data for kind, data in status.get("messages", []) if kind == "execution_error"]
             if errors:
                 raise ComfyError(execution_message(errors[0], prompt))
-            raise ComfyError(f"ComfyUI marked prompt {prompt_id} as failed without an error message "
-                             f"({', '.join(kind for kind, _ in status.get('messages', [])) or 'no events'}): "
-                             "the server's console says why")
-        return [image for output in entry.get("outputs", {}).values()
-                for image in output.get("images", []) if image.get("type") == "output"]
+            raise ComfyError(
+                f"ComfyUI marked prompt {prompt_id} as failed without an error message "
+                f"({', '.join(kind for kind, _ in status.get('messages', [])) or 'no events'}): "
+                "the server's console says why"
+            )
+        return [
+            image
+            for output in entry.get("outputs", {}).values()
+            for image in output.get("images", [])
+            if image.get("type") == "output"
+        ]
 
     def cancel(self, prompt_id):
         """Take the prompt off the queue, or stop it if it is running (Ctrl-C)."""
@@ -192,8 +206,10 @@ def validation_message(answer: dict, prompt: dict) -> str:
     error = answer.get("error") or {}
     if isinstance(error, str):
         error = {"message": error}
-    lines = [f"ComfyUI refused the workflow: {error.get('message', 'invalid prompt')}"
-             + (f": {_shorten(error['details'])}" if error.get("details") else "")]
+    lines = [
+        f"ComfyUI refused the workflow: {error.get('message', 'invalid prompt')}"
+        + (f": {_shorten(error['details'])}" if error.get("details") else "")
+    ]
     for node_id, problem in (answer.get("node_errors") or {}).items():
         for item in problem.get("errors", []):
             text = item.get("message", "")

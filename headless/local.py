@@ -39,11 +39,24 @@ class LocalComfyUI:
             fd, log_path = tempfile.mkstemp(prefix="comfyui-", suffix=".log")
             os.close(fd)
         self.log_path = Path(log_path)
-        command = [python or sys.executable, "main.py", "--listen", "127.0.0.1", "--port", str(self.port),
-                   "--disable-auto-launch", *extra_args]
+        command = [
+            python or sys.executable,
+            "main.py",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--disable-auto-launch",
+            *extra_args,
+        ]
         self._log = open(self.log_path, "w")
-        self.process = subprocess.Popen(command, cwd=self.comfyui, stdout=self._log, stderr=subprocess.STDOUT,
-                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.process = subprocess.Popen(
+            command,
+            cwd=self.comfyui,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         try:
             self._wait_until_ready(timeout)
         except BaseException:
@@ -54,8 +67,10 @@ class LocalComfyUI:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise ComfyError(f"ComfyUI at {self.comfyui} exited with code {self.process.returncode} while "
-                                 f"starting; the end of its log ({self.log_path}):\n{self.log()[-3000:]}")
+                raise ComfyError(
+                    f"ComfyUI at {self.comfyui} exited with code {self.process.returncode} while "
+                    f"starting; the end of its log ({self.log_path}):\n{self.log()[-3000:]}"
+                )
             try:
                 with urllib.request.urlopen(self.url + "/system_stats", timeout=5) as response:
                     json.load(response)

@@ -17,8 +17,12 @@ PACK_NODE_PREFIX = "StyleSuite"  # the pack's node ids (frozen)
 
 def model_inputs(prompt: dict) -> list:
     """(node id, input name, file name) of every input of `prompt` set to a model file's name."""
-    return [(node_id, name, value) for node_id, node in prompt.items() for name, value in node["inputs"].items()
-            if isinstance(value, str) and value.lower().endswith(MODEL_SUFFIXES)]
+    return [
+        (node_id, name, value)
+        for node_id, node in prompt.items()
+        for name, value in node["inputs"].items()
+        if isinstance(value, str) and value.lower().endswith(MODEL_SUFFIXES)
+    ]
 
 
 def known_files(prompt: dict) -> list:
@@ -78,17 +82,23 @@ def require_on_server(client, prompt: dict) -> None:
     for node_id, name, value in missing:
         model_file = BY_NAME.get(value)
         if model_file:
-            lines.append(f"  - {value} ({node_name(prompt, node_id)}): {model_file.purpose}; "
-                         f"it goes in models/{model_file.folder}")
+            lines.append(
+                f"  - {value} ({node_name(prompt, node_id)}): {model_file.purpose}; "
+                f"it goes in models/{model_file.folder}"
+            )
         else:
             title = prompt[node_id].get("_meta", {}).get("title", "Title")
-            lines.append(f"  - {value} ({node_name(prompt, node_id)}, input '{name}'): put it in the model folder that "
-                         f"input lists, or choose a file it has with --set '{title}.{name}=FILE'")
+            lines.append(
+                f"  - {value} ({node_name(prompt, node_id)}, input '{name}'): put it in the model folder that "
+                f"input lists, or choose a file it has with --set '{title}.{name}=FILE'"
+            )
     known = list(dict.fromkeys(value for _, _, value in missing if value in BY_NAME))
     if known:
-        lines.append(f"Run this command again with --download to fetch them into the model folders of the ComfyUI at "
-                     f"COMFYUI_PATH, or fetch them yourself (with ComfyUI's Python, COMFYUI_PATH set):\n"
-                     f"  {fetch_command(known)}\nthen run this command again.")
+        lines.append(
+            f"Run this command again with --download to fetch them into the model folders of the ComfyUI at "
+            f"COMFYUI_PATH, or fetch them yourself (with ComfyUI's Python, COMFYUI_PATH set):\n"
+            f"  {fetch_command(known)}\nthen run this command again."
+        )
     raise ComfyError("\n".join(lines))
 
 
@@ -100,10 +110,14 @@ def fetch(prompt: dict, comfyui, python=None) -> None:
     if not names:
         return
     if not comfyui:
-        raise ComfyError("--download fetches model files into the model folders of a ComfyUI folder: set "
-                         f"COMFYUI_PATH to it (for a server on another machine, run there: {fetch_command(names)})")
+        raise ComfyError(
+            "--download fetches model files into the model folders of a ComfyUI folder: set "
+            f"COMFYUI_PATH to it (for a server on another machine, run there: {fetch_command(names)})"
+        )
     command = [python or sys.executable, str(SCRIPT), "models", "--comfyui", str(comfyui), "--download", *names]
     if _relay(command) != 0:
-        raise ComfyError(f"not every model file this workflow needs could be fetched (the report above says why). "
-                         f"The command was: {' '.join(command)}. Downloads resume where they stopped: run it again. "
-                         "It needs the Python that has ComfyUI's requirements (--comfyui-python).")
+        raise ComfyError(
+            f"not every model file this workflow needs could be fetched (the report above says why). "
+            f"The command was: {' '.join(command)}. Downloads resume where they stopped: run it again. "
+            "It needs the Python that has ComfyUI's requirements (--comfyui-python)."
+        )

@@ -47,7 +47,7 @@ class WebSocket:
         self._socket.sendall(request.encode())
         status = self._reader.readline().decode("latin-1").strip()
         headers = {}
-        while (line := self._reader.readline().decode("latin-1").strip()):
+        while line := self._reader.readline().decode("latin-1").strip():
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
         if status.split(" ")[1:2] != ["101"]:

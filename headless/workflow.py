@@ -24,17 +24,23 @@ def load(name_or_path: str) -> dict:
     if not path.is_file():
         path = WORKFLOWS / f"{name_or_path}.json"
     if not path.is_file():
-        raise ComfyError(f"no workflow file '{name_or_path}', and no shipped workflow of that name "
-                         f"(shipped: {', '.join(shipped())})")
+        raise ComfyError(
+            f"no workflow file '{name_or_path}', and no shipped workflow of that name (shipped: {', '.join(shipped())})"
+        )
     try:
         prompt = json.loads(path.read_text())
     except ValueError as error:
         raise ComfyError(f"{path} is not valid JSON ({error})") from None
     if isinstance(prompt, dict) and "nodes" in prompt and "links" in prompt:
-        raise ComfyError(f"{path} is a UI-format workflow (what the ComfyUI page saves). Post the API format: "
-                         "in the page, Workflow > Export (API); the shipped ones are in workflows/api/.")
-    if not isinstance(prompt, dict) or not prompt or not all(
-            isinstance(node, dict) and "class_type" in node and "inputs" in node for node in prompt.values()):
+        raise ComfyError(
+            f"{path} is a UI-format workflow (what the ComfyUI page saves). Post the API format: "
+            "in the page, Workflow > Export (API); the shipped ones are in workflows/api/."
+        )
+    if (
+        not isinstance(prompt, dict)
+        or not prompt
+        or not all(isinstance(node, dict) and "class_type" in node and "inputs" in node for node in prompt.values())
+    ):
         raise ComfyError(f"{path} is not an API-format workflow ({{node id: {{class_type, inputs}}}})")
     return prompt
 
@@ -66,8 +72,10 @@ def set_input(prompt: dict, title: str, name: str, value):
     inputs = node["inputs"]
     widgets = [k for k, v in inputs.items() if not isinstance(v, list)]
     if name not in inputs:
-        raise ComfyError(f"node '{title}' ({node['class_type']}) has no input '{name}' in this workflow; "
-                         f"it has: {', '.join(widgets) or 'no settable inputs'}")
+        raise ComfyError(
+            f"node '{title}' ({node['class_type']}) has no input '{name}' in this workflow; "
+            f"it has: {', '.join(widgets) or 'no settable inputs'}"
+        )
     if isinstance(inputs[name], list):
         raise ComfyError(f"input '{name}' of node '{title}' comes from another node; set that node instead")
     inputs[name] = _as_type_of(inputs[name], value, f"{title}.{name}")

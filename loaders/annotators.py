@@ -24,9 +24,7 @@ def _empty(kind):
 
 @cache
 def _layouts() -> dict:
-    return {
-        kind: {key: tuple(t.shape) for key, t in _empty(kind).state_dict().items()} for kind in _NETWORKS
-    }
+    return {kind: {key: tuple(t.shape) for key, t in _empty(kind).state_dict().items()} for kind in _NETWORKS}
 
 
 def recognise(state_dict):

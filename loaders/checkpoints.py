@@ -39,17 +39,26 @@ def check_checkpoint(path, expected_family) -> str:
     header = read_header(path, skip_non_float=True)
     found = family(header)
     if not found:
-        what = "a UNet-less file (a LoRA, a VAE or a text encoder?)" if not any(k.startswith(UNET) for k in header) \
+        what = (
+            "a UNet-less file (a LoRA, a VAE or a text encoder?)"
+            if not any(k.startswith(UNET) for k in header)
             else "a UNet of another architecture"
-        raise ModelFileError(f"{name} is not a Stable Diffusion {expected_family} checkpoint: it holds {what}. "
-                             f"Choose a {expected_family} checkpoint for this input.")
+        )
+        raise ModelFileError(
+            f"{name} is not a Stable Diffusion {expected_family} checkpoint: it holds {what}. "
+            f"Choose a {expected_family} checkpoint for this input."
+        )
     if found != expected_family:
-        raise ModelFileError(f"{name} is an {found} checkpoint, and this workflow is made for {expected_family}: "
-                             f"download the {expected_family} checkpoint it names, or use a workflow made for {found}.")
+        raise ModelFileError(
+            f"{name} is an {found} checkpoint, and this workflow is made for {expected_family}: "
+            f"download the {expected_family} checkpoint it names, or use a workflow made for {found}."
+        )
     parts = [prefix for prefix in (*TEXT_ENCODERS[found], VAE) if not any(k.startswith(prefix) for k in header)]
     if parts:
-        raise ModelFileError(f"{name} holds an {found} UNet without {', '.join(parts)} (the text encoder or VAE): "
-                             "Load Checkpoint needs the whole checkpoint. Download the checkpoint the workflow names "
-                             "(a UNet-only file goes in models/diffusion_models for Load Diffusion Model).")
+        raise ModelFileError(
+            f"{name} holds an {found} UNet without {', '.join(parts)} (the text encoder or VAE): "
+            "Load Checkpoint needs the whole checkpoint. Download the checkpoint the workflow names "
+            "(a UNet-only file goes in models/diffusion_models for Load Diffusion Model)."
+        )
     unet = [tensor for key, tensor in header.items() if key.startswith(UNET)]
     return f"{found} checkpoint (UNet, text encoder, VAE), {dtype_names(unet)}"

@@ -14,9 +14,13 @@ WIDTH, LAYERS, MLP, PROJECTION, POSITIONS = 1024, 24, 4096, 768, 257  # 224 px /
 KIND = "CLIP ViT-L/14 vision model (vision_model.*: 24 layers, 1024 wide, 224 px; visual_projection (768, 1024))"
 POSITION_IDS = "vision_model.embeddings.position_ids"  # saved by transformers < 4.31; not a weight
 TEXT_MODEL = ("text_model.", "text_projection.weight", "logit_scale")  # the OpenAI file holds both towers
-_OTHERS = {(577, 1024): "CLIP ViT-L/14 at 336 px (InST uses the 224 px model)",  # (positions, width)
-           (257, 1280): "CLIP ViT-H/14 (IP-Adapter's image encoder, not InST's)", (257, 1664): "CLIP ViT-bigG/14",
-           (50, 768): "CLIP ViT-B/32", (197, 768): "CLIP ViT-B/16"}
+_OTHERS = {
+    (577, 1024): "CLIP ViT-L/14 at 336 px (InST uses the 224 px model)",  # (positions, width)
+    (257, 1280): "CLIP ViT-H/14 (IP-Adapter's image encoder, not InST's)",
+    (257, 1664): "CLIP ViT-bigG/14",
+    (50, 768): "CLIP ViT-B/32",
+    (197, 768): "CLIP ViT-B/16",
+}
 
 
 @cache
@@ -24,11 +28,13 @@ def vit_l_layout() -> dict:
     with torch.device("meta"):
         tower = VisionTower(dim=WIDTH, heads=16, mlp=MLP, layers=LAYERS, projection=PROJECTION)
     layout = {k: tuple(v.shape) for k, v in tower.state_dict().items()}
-    layout.update({
-        "vision_model.embeddings.class_embedding": (WIDTH,),
-        "vision_model.embeddings.patch_embedding.weight": (WIDTH, 3, 14, 14),
-        "vision_model.embeddings.position_embedding.weight": (POSITIONS, WIDTH),
-    })
+    layout.update(
+        {
+            "vision_model.embeddings.class_embedding": (WIDTH,),
+            "vision_model.embeddings.patch_embedding.weight": (WIDTH, 3, 14, 14),
+            "vision_model.embeddings.position_embedding.weight": (POSITIONS, WIDTH),
+        }
+    )
     return layout
 
 

@@ -39,7 +39,8 @@ def _out_path(path, out_dir):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description="Write slim .safetensors copies of StyleShot's style_aware_encoder.bin and ip.bin files. "
-        "The StyleShot Loader accepts both the published files and these.")
+        "The StyleShot Loader accepts both the published files and these."
+    )
     parser.add_argument("files", nargs="+", help="style_aware_encoder.bin and/or ip.bin files (contour or lineart)")
     parser.add_argument("--fp16", action="store_true", help="store weights in fp16 (half the size; fine for GPU use)")
     parser.add_argument("--out-dir", help="where to write (default: beside each input)")

@@ -29,7 +29,7 @@ def hub_url(model_file, endpoint=None) -> str:
     """model_file.url, from `endpoint` or $HF_ENDPOINT (a Hugging Face mirror) when one is set."""
     endpoint = endpoint or os.environ.get("HF_ENDPOINT")
     if endpoint and model_file.url.startswith(HUB + "/"):
-        return endpoint.rstrip("/") + model_file.url[len(HUB):]
+        return endpoint.rstrip("/") + model_file.url[len(HUB) :]
     return model_file.url
 
 
@@ -42,16 +42,21 @@ def download(model_file, folder, endpoint=None, progress=None) -> Path:
     """
     folder = Path(folder)
     if not model_file.direct_download:
-        raise ModelFileError(f"{model_file.name} has no direct download: {model_file.url} is a page to choose a "
-                             f"file from by hand; put the one you choose in {folder}")
+        raise ModelFileError(
+            f"{model_file.name} has no direct download: {model_file.url} is a page to choose a "
+            f"file from by hand; put the one you choose in {folder}"
+        )
     url = hub_url(model_file, endpoint)
     folder.mkdir(parents=True, exist_ok=True)
     part = folder / f"{model_file.name}.part"
     try:
         hasher = _transfer(url, part, model_file, progress)
     except (OSError, http.client.HTTPException) as error:  # urllib's URLError and HTTPError are OSErrors
-        kept = (f"the partial file {part} ({part.stat().st_size:,} bytes) is kept: run again to resume"
-                if part.exists() else "nothing was kept: run again")
+        kept = (
+            f"the partial file {part} ({part.stat().st_size:,} bytes) is kept: run again to resume"
+            if part.exists()
+            else "nothing was kept: run again"
+        )
         raise DownloadError(f"Downloading {model_file.name} from {url} failed ({error}); {kept}.") from error
     _verify(model_file, part, hasher, url)
     final = folder / model_file.name
@@ -112,8 +117,10 @@ def _refuse_other_size(model_file, total, response, part, url):
     if expected:
         part.unlink(missing_ok=True)
         page = " a web page (text/html), not the file:" if response.headers.get_content_type() == "text/html" else ""
-        raise ModelFileError(f"{url} answered with{page} {total:,} bytes, but {model_file.name} is {expected}. "
-                             "Nothing was kept: check the address (or HF_ENDPOINT) and run again.")
+        raise ModelFileError(
+            f"{url} answered with{page} {total:,} bytes, but {model_file.name} is {expected}. "
+            "Nothing was kept: check the address (or HF_ENDPOINT) and run again."
+        )
 
 
 def _verify(model_file, part, hasher, url):
@@ -130,5 +137,7 @@ def _verify(model_file, part, hasher, url):
             problem = str(error)
     if problem:
         part.unlink()
-        raise ModelFileError(f"The download of {model_file.name} from {url} is not the published file: {problem}. "
-                             "It was deleted; check the address (or HF_ENDPOINT) and run again.")
+        raise ModelFileError(
+            f"The download of {model_file.name} from {url} is not the published file: {problem}. "
+            "It was deleted; check the address (or HF_ENDPOINT) and run again."
+        )

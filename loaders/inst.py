@@ -46,7 +46,9 @@ def load_style_file(path) -> StyleFile:
         params = params.tensors() if isinstance(params, Stub) else params  # rinongal's ParameterDict
         if not isinstance(params, dict) or not params:
             raise ModelFileError(f"{name} has an empty or unreadable string_to_param: {_expected()}")
-        return StyleFile(kind="textual inversion (string_to_param)", vectors=_vectors(next(iter(params.values())), name))
+        return StyleFile(
+            kind="textual inversion (string_to_param)", vectors=_vectors(next(iter(params.values())), name)
+        )
     for key, kind in (("clip_l", "textual inversion (clip_l)"), ("emb_params", "textual inversion (emb_params)")):
         if key in content:
             return StyleFile(kind=kind, vectors=_vectors(content[key], name))
@@ -55,8 +57,10 @@ def load_style_file(path) -> StyleFile:
         return StyleFile(kind=f"textual inversion ({next(iter(content))})", vectors=_vectors(tensors[0], name))
     looks_like = recognise_model_file(content) if all(isinstance(key, str) for key in content) else None
     if looks_like:  # another input's file
-        raise ModelFileError(f"{name} is not an InST or textual-inversion file: it looks like {looks_like}. "
-                             "Choose the right file for this input.")
+        raise ModelFileError(
+            f"{name} is not an InST or textual-inversion file: it looks like {looks_like}. "
+            "Choose the right file for this input."
+        )
     raise ModelFileError(f"{name} holds the keys {', '.join(map(str, list(content)[:6]))}: {_expected()}")
 
 

@@ -17,8 +17,20 @@ from dataclasses import dataclass
 from . import annotators, clip_vision
 from .checkpoints import check_checkpoint
 from .inst import load_style_file
-from .model_files import (ALL, CLIP_VISION_L, HED, INST_STYLE, LINEART_COARSE, LINEART_FINE, SD15_CHECKPOINT,
-                          SDXL_CHECKPOINT, STYLE_ENCODER, STYLESHOT_CONTOUR, STYLESHOT_LINEART, ModelFile)
+from .model_files import (
+    ALL,
+    CLIP_VISION_L,
+    HED,
+    INST_STYLE,
+    LINEART_COARSE,
+    LINEART_FINE,
+    SD15_CHECKPOINT,
+    SDXL_CHECKPOINT,
+    STYLE_ENCODER,
+    STYLESHOT_CONTOUR,
+    STYLESHOT_LINEART,
+    ModelFile,
+)
 from .model_folders import ConfigError, model_folders
 from .styleshot import read_adapter_weights, read_encoder_weights
 from .weights import ModelFileError, dtype_names
@@ -54,7 +66,9 @@ def _adapter(model_file, path):
             f"is the release that has it: download {model_file.download_name} from {model_file.url}"
         )
     shared = SAME_LAYOUT.format("the contour and lineart releases")
-    return f"StyleShot adapter with content-fusion encoder, {dtype_names([*style.values(), *content.values()])} ({shared})"
+    return (
+        f"StyleShot adapter with content-fusion encoder, {dtype_names([*style.values(), *content.values()])} ({shared})"
+    )
 
 
 def _style(model_file, path):
@@ -65,10 +79,18 @@ def _clip(model_file, path):
     return clip_vision.check_vit_l(path)
 
 
-_CHECKS = {HED.name: _hed, LINEART_FINE.name: _lineart, LINEART_COARSE.name: _lineart, STYLE_ENCODER.name: _encoder,
-           STYLESHOT_CONTOUR.name: _adapter, STYLESHOT_LINEART.name: _adapter, INST_STYLE.name: _style,
-           CLIP_VISION_L.name: _clip, SD15_CHECKPOINT.name: lambda model_file, path: check_checkpoint(path, "SD1.x"),
-           SDXL_CHECKPOINT.name: lambda model_file, path: check_checkpoint(path, "SDXL")}
+_CHECKS = {
+    HED.name: _hed,
+    LINEART_FINE.name: _lineart,
+    LINEART_COARSE.name: _lineart,
+    STYLE_ENCODER.name: _encoder,
+    STYLESHOT_CONTOUR.name: _adapter,
+    STYLESHOT_LINEART.name: _adapter,
+    INST_STYLE.name: _style,
+    CLIP_VISION_L.name: _clip,
+    SD15_CHECKPOINT.name: lambda model_file, path: check_checkpoint(path, "SD1.x"),
+    SDXL_CHECKPOINT.name: lambda model_file, path: check_checkpoint(path, "SDXL"),
+}
 
 
 def check_file(model_file, path) -> str:
@@ -107,13 +129,17 @@ def check_published(model_file, path, with_hash=False) -> None:
     name, size = os.path.basename(path), os.path.getsize(path)
     expected = size_problem(model_file, size)
     if expected:
-        raise ModelFileError(f"{name} is {size:,} bytes; the published {model_file.download_name} is {expected}: "
-                             "an incomplete download or another file. Download it again.")
+        raise ModelFileError(
+            f"{name} is {size:,} bytes; the published {model_file.download_name} is {expected}: "
+            "an incomplete download or another file. Download it again."
+        )
     if with_hash and model_file.sha256:
         digest = hash_file(path).hexdigest()
         if digest != model_file.sha256:
-            raise ModelFileError(f"{name} has sha256 {digest}; the published {model_file.download_name} has "
-                                 f"{model_file.sha256}: the file is damaged or another version. Download it again.")
+            raise ModelFileError(
+                f"{name} has sha256 {digest}; the published {model_file.download_name} has "
+                f"{model_file.sha256}: the file is damaged or another version. Download it again."
+            )
 
 
 # ---------------------------------------------------------------- each slot in the folders
@@ -159,8 +185,11 @@ def examine(model_file, path, with_hash=False) -> Found:
 def _model_files(folder):
     if not os.path.isdir(folder):
         return []
-    return sorted(name for name in os.listdir(folder)
-                  if name.lower().endswith(MODEL_SUFFIXES) and os.path.isfile(os.path.join(folder, name)))
+    return sorted(
+        name
+        for name in os.listdir(folder)
+        if name.lower().endswith(MODEL_SUFFIXES) and os.path.isfile(os.path.join(folder, name))
+    )
 
 
 def _first_of_each(names, folders):
@@ -198,8 +227,10 @@ def _how_to_get(model_file, folder):
         return f"get one from {model_file.url} (or your own training) and put it in {folder}"
     renamed = "" if model_file.download_name == model_file.name else f", renamed {model_file.name}"
     instead = "; or choose another model of its kind in the workflow instead" if model_file.substitutable else ""
-    return (f"download {model_file.download_name} ({model_file.size_mb} MB) from {model_file.url} into {folder}"
-            f"{renamed}; or run this command again with --download {model_file.name}{instead}")
+    return (
+        f"download {model_file.download_name} ({model_file.size_mb} MB) from {model_file.url} into {folder}"
+        f"{renamed}; or run this command again with --download {model_file.name}{instead}"
+    )
 
 
 def _to_do(status):
@@ -221,15 +252,16 @@ def format_report(statuses, folders) -> str:
     for status in statuses:
         model_file = status.model_file
         need = ("any name, " if model_file.any_name else "") + ("required" if model_file.required else "optional")
-        lines += ["", f"{model_file.name} ({need})",
-                  f"  purpose: {model_file.purpose}", f"  folder:  {status.folder}"]
+        lines += ["", f"{model_file.name} ({need})", f"  purpose: {model_file.purpose}", f"  folder:  {status.folder}"]
         for found in status.present:
             lines.append(f"  file:    {found.path}")
             lines.append(f"  status:  {'invalid: ' + found.problem if found.problem else 'ok: ' + found.description}")
         if not status.present:
             lines.append("  status:  " + ("none" if model_file.any_name else "missing"))
-        lines += [f"  found as {os.path.basename(found.path)} in {os.path.dirname(found.path)}: {found.description}"
-                  for found in status.strays]
+        lines += [
+            f"  found as {os.path.basename(found.path)} in {os.path.dirname(found.path)}: {found.description}"
+            for found in status.strays
+        ]
     to_do = [f"- {status.model_file.name}: {item}" for status in statuses for item in _to_do(status)]
     if to_do:
         lines += ["", "What to do:", *to_do]
@@ -247,19 +279,42 @@ def _parser():
         description="Check the model files the pack reads: present, in the right folder, under the right name, "
         "and the file they should be. Exit status 0 when every required file is in place and no file is "
         "unusable (with --download NAME...: when the files named are in place), 1 otherwise, 2 when the folders "
-        "cannot be found.")
-    parser.add_argument("--comfyui", metavar="PATH",
-                        help="the ComfyUI folder (default: $COMFYUI_PATH); its models/ and extra_model_paths.yaml are read")
-    parser.add_argument("--models-dir", metavar="DIR", action="append", default=[],
-                        help="a folder laid out like ComfyUI/models, searched first (repeatable)")
-    parser.add_argument("--extra-model-paths-config", metavar="YAML", nargs="+", action="extend", default=[],
-                        help="more extra_model_paths.yaml files, as ComfyUI's option of that name")
-    parser.add_argument("--hash", action="store_true",
-                        help="also compare sha256 with the published files (reads every file: slow for GB files)")
-    parser.add_argument("--download", metavar="NAME", nargs="*", choices=[model_file.name for model_file in ALL],
-                        help="download the named files, or with no NAME every required one, where missing or unusable, "
-                        "into the first folder of their key, then check again (HF_ENDPOINT replaces "
-                        "https://huggingface.co)")
+        "cannot be found.",
+    )
+    parser.add_argument(
+        "--comfyui",
+        metavar="PATH",
+        help="the ComfyUI folder (default: $COMFYUI_PATH); its models/ and extra_model_paths.yaml are read",
+    )
+    parser.add_argument(
+        "--models-dir",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="a folder laid out like ComfyUI/models, searched first (repeatable)",
+    )
+    parser.add_argument(
+        "--extra-model-paths-config",
+        metavar="YAML",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="more extra_model_paths.yaml files, as ComfyUI's option of that name",
+    )
+    parser.add_argument(
+        "--hash",
+        action="store_true",
+        help="also compare sha256 with the published files (reads every file: slow for GB files)",
+    )
+    parser.add_argument(
+        "--download",
+        metavar="NAME",
+        nargs="*",
+        choices=[model_file.name for model_file in ALL],
+        help="download the named files, or with no NAME every required one, where missing or unusable, "
+        "into the first folder of their key, then check again (HF_ENDPOINT replaces "
+        "https://huggingface.co)",
+    )
     return parser
 
 
@@ -275,8 +330,10 @@ def _download(statuses, names):
         usable = [found for found in status.present if not found.problem]
         if usable or status.strays:  # a stray only needs renaming
             if names:
-                print(f"{model_file.name}: {'already there' if usable else 'there under another name'}, "
-                      "not downloaded", file=sys.stderr)
+                print(
+                    f"{model_file.name}: {'already there' if usable else 'there under another name'}, not downloaded",
+                    file=sys.stderr,
+                )
             continue
         replacing = " (replacing the unusable file once the download is checked)" if status.present else ""
         print(f"{model_file.name}: downloading {model_file.url} into {status.folder}{replacing}", file=sys.stderr)
@@ -299,8 +356,11 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     comfyui = args.comfyui or os.environ.get("COMFYUI_PATH")
     if not comfyui and not args.models_dir:
-        print("error: say where the model folders are: --comfyui PATH or the COMFYUI_PATH environment variable "
-              "(the ComfyUI folder), or --models-dir DIR (a folder laid out like ComfyUI/models)", file=sys.stderr)
+        print(
+            "error: say where the model folders are: --comfyui PATH or the COMFYUI_PATH environment variable "
+            "(the ComfyUI folder), or --models-dir DIR (a folder laid out like ComfyUI/models)",
+            file=sys.stderr,
+        )
         return 2
     try:
         folders = model_folders(comfyui, args.extra_model_paths_config, args.models_dir)

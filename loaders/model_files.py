@@ -101,7 +101,7 @@ INST_STYLE = ModelFile(
     name="embeddings.pt",
     folder="inst",
     purpose="an InST style (embeddings.pt from InST's training, or a published <style>_embeddings.pt) "
-            "or a textual-inversion embedding for SD1.x",
+    "or a textual-inversion embedding for SD1.x",
     url="https://drive.google.com/drive/folders/1vte8eIp1QG9sQ4iKVeuQnB-RqmqMxVoD",
     size_mb=15.0,
     direct_download=False,
@@ -124,7 +124,7 @@ SD15_CHECKPOINT = ModelFile(
     name="v1-5-pruned-emaonly-fp16.safetensors",
     folder="checkpoints",
     purpose="Stable Diffusion 1.5, the checkpoint the StyleShot, InST and SD1.5 StyleAligned workflows load "
-            "(any SD1.5-based checkpoint works in its place)",
+    "(any SD1.5-based checkpoint works in its place)",
     url="https://huggingface.co/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/v1-5-pruned-emaonly-fp16.safetensors",
     size_mb=2132.7,
     size_bytes=2_132_696_762,
@@ -135,7 +135,7 @@ SDXL_CHECKPOINT = ModelFile(
     name="sd_xl_base_1.0.safetensors",
     folder="checkpoints",
     purpose="Stable Diffusion XL base 1.0, the checkpoint the SDXL StyleAligned workflow loads "
-            "(any SDXL-based checkpoint works in its place)",
+    "(any SDXL-based checkpoint works in its place)",
     url="https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors",
     size_mb=6938.1,
     size_bytes=6_938_078_334,
@@ -144,8 +144,18 @@ SDXL_CHECKPOINT = ModelFile(
     substitutable=True,
 )
 
-ALL = (HED, LINEART_FINE, LINEART_COARSE, STYLE_ENCODER, STYLESHOT_CONTOUR, STYLESHOT_LINEART, INST_STYLE,
-       CLIP_VISION_L, SD15_CHECKPOINT, SDXL_CHECKPOINT)
+ALL = (
+    HED,
+    LINEART_FINE,
+    LINEART_COARSE,
+    STYLE_ENCODER,
+    STYLESHOT_CONTOUR,
+    STYLESHOT_LINEART,
+    INST_STYLE,
+    CLIP_VISION_L,
+    SD15_CHECKPOINT,
+    SDXL_CHECKPOINT,
+)
 BY_NAME = {model_file.name: model_file for model_file in ALL}
 
 

@@ -24,8 +24,10 @@ def extra_model_paths(yaml_path) -> list:
     try:
         import yaml  # ComfyUI depends on PyYAML; the pack itself does not
     except ImportError:
-        raise ConfigError(f"Reading {yaml_path} needs PyYAML, which ComfyUI installs: run this with the Python "
-                          "that runs ComfyUI, or pip install pyyaml") from None
+        raise ConfigError(
+            f"Reading {yaml_path} needs PyYAML, which ComfyUI installs: run this with the Python "
+            "that runs ComfyUI, or pip install pyyaml"
+        ) from None
     try:
         with open(yaml_path, encoding="utf-8") as stream:
             config = yaml.safe_load(stream) or {}
@@ -33,8 +35,10 @@ def extra_model_paths(yaml_path) -> list:
         raise ConfigError(f"{yaml_path} cannot be read: {error}") from None
     yaml_dir = os.path.dirname(os.path.abspath(yaml_path))
     if not isinstance(config, dict) or not all(isinstance(c, dict) for c in config.values() if c is not None):
-        raise ConfigError(f"{yaml_path} is not laid out as ComfyUI expects: named sections, each a mapping "
-                          "of model-folder keys to paths (see ComfyUI's extra_model_paths.yaml.example)")
+        raise ConfigError(
+            f"{yaml_path} is not laid out as ComfyUI expects: named sections, each a mapping "
+            "of model-folder keys to paths (see ComfyUI's extra_model_paths.yaml.example)"
+        )
     found = []
     for section in config.values():
         section = dict(section or {})
@@ -45,8 +49,10 @@ def extra_model_paths(yaml_path) -> list:
         is_default = bool(section.pop("is_default", False))
         for key, value in section.items():
             if not isinstance(value, str):
-                raise ConfigError(f"{yaml_path}: '{key}' is {value!r}; ComfyUI expects a path, or several on "
-                                  "separate lines (a | block)")
+                raise ConfigError(
+                    f"{yaml_path}: '{key}' is {value!r}; ComfyUI expects a path, or several on "
+                    "separate lines (a | block)"
+                )
             for path in filter(None, value.split("\n")):
                 path = os.path.join(base_path, path) if base_path else os.path.join(yaml_dir, path)
                 found.append((key, os.path.normpath(path), is_default))
@@ -71,8 +77,10 @@ def model_folders(comfyui=None, extra_configs=(), models_dirs=()) -> dict:
     if comfyui:
         comfyui = os.path.abspath(comfyui)
         if not os.path.isdir(os.path.join(comfyui, "models")):
-            raise ConfigError(f"{comfyui} is not a ComfyUI folder (it has no models/ folder): give the folder "
-                              "that holds ComfyUI's main.py")
+            raise ConfigError(
+                f"{comfyui} is not a ComfyUI folder (it has no models/ folder): give the folder "
+                "that holds ComfyUI's main.py"
+            )
         for key in KEYS:
             if key not in PACK_FOLDERS:
                 add(key, os.path.join(comfyui, "models", key))

@@ -43,8 +43,12 @@ class Stub(nn.Module):
         """{dotted name: tensor} of the parameters and buffers of this stub and its sub-stubs, read
         from the restored attributes directly (state_dict() would call hooks the file could set)."""
         state = vars(self)
-        found = {f"{prefix}{name}": value for key in ("_parameters", "_buffers")
-                 for name, value in dict(state.get(key) or {}).items() if isinstance(value, torch.Tensor)}
+        found = {
+            f"{prefix}{name}": value
+            for key in ("_parameters", "_buffers")
+            for name, value in dict(state.get(key) or {}).items()
+            if isinstance(value, torch.Tensor)
+        }
         for name, child in dict(state.get("_modules") or {}).items():
             if isinstance(child, Stub):
                 found.update(child.tensors(f"{prefix}{name}."))

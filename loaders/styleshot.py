@@ -77,7 +77,7 @@ def read_adapter_weights(path):
     """(style tensors, content-fusion tensors without their `controlnet.` prefix, or {}), checked;
     the UNet copy is never read."""
     state_dict = read_state_dict(path, keep=lambda key: not key.startswith(UNET_COPY))
-    content = {k[len(CONTENT):]: v for k, v in state_dict.items() if k.startswith(CONTENT)}
+    content = {k[len(CONTENT) :]: v for k, v in state_dict.items() if k.startswith(CONTENT)}
     style = {k: v for k, v in state_dict.items() if not k.startswith(CONTENT)}
     check_layout(style, adapter_layout(), path, ADAPTER_KIND, recognise)
     if content:

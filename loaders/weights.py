@@ -46,10 +46,13 @@ def read_header(path, skip_non_float=False) -> dict:
             slices = {k: s for k, s in slices.items() if s.get_dtype() in _TORCH_DTYPES}
         codes = {s.get_dtype() for s in slices.values()} - set(_TORCH_DTYPES)
         if codes:
-            raise ModelFileError(f"{os.path.basename(path)} stores {', '.join(sorted(codes))} tensors; the model files "
-                                 "this pack reads store fp32, fp16 or bf16: choose the file the README lists")
-        return {k: torch.empty(s.get_shape(), dtype=_TORCH_DTYPES[s.get_dtype()], device="meta")
-                for k, s in slices.items()}
+            raise ModelFileError(
+                f"{os.path.basename(path)} stores {', '.join(sorted(codes))} tensors; the model files "
+                "this pack reads store fp32, fp16 or bf16: choose the file the README lists"
+            )
+        return {
+            k: torch.empty(s.get_shape(), dtype=_TORCH_DTYPES[s.get_dtype()], device="meta") for k, s in slices.items()
+        }
 
 
 @contextmanager
@@ -77,26 +80,37 @@ def _what_is_wrong(path, error) -> str:
     container = _container(head)
     cut = _cut_short(path, container, error)
     if cut:
-        return (f"could not be read as a weights file: it is cut short ({cut}). The download or copy did not "
-                "finish: download it again.")
+        return (
+            f"could not be read as a weights file: it is cut short ({cut}). The download or copy did not "
+            "finish: download it again."
+        )
     asked = _asked_for(error)
     if asked == INST_NETWORK:
         return f"is an InST style file (it pickles InST's network), not weights for this input: {CHOOSE_STYLE_FILE}."
     if asked or (isinstance(error, pickle.UnpicklingError) and container in ("zip", "pickle")):
         what = f"it asks for {asked}" if asked else "it holds objects or pickle instructions"
-        return (f"was refused: {what}, which a weights file never needs; nothing from it was run. Only use weight "
-                "files from the sources listed in the README.")
+        return (
+            f"was refused: {what}, which a weights file never needs; nothing from it was run. Only use weight "
+            "files from the sources listed in the README."
+        )
     if container is None:
-        return (f"could not be read as a weights file: it is neither safetensors nor a PyTorch file (it begins "
-                f"with the bytes {head[:8].hex(' ')}). Choose the file the README lists for this input, or download it again.")
+        return (
+            f"could not be read as a weights file: it is neither safetensors nor a PyTorch file (it begins "
+            f"with the bytes {head[:8].hex(' ')}). Choose the file the README lists for this input, or download it "
+            "again."
+        )
     named = "safetensors" if path.lower().endswith(SAFETENSORS_SUFFIXES) else "PyTorch"
     actual = "safetensors" if container == "safetensors" else "PyTorch"
     if actual != named:  # read by the name: a converted copy saved as .pth, or the reverse
         suffix = ".safetensors" if actual == "safetensors" else ".pth"
-        return (f"could not be read as a weights file: it is a {actual} file under a {named} file's name. "
-                f"Rename it to {os.path.splitext(os.path.basename(path))[0]}{suffix}.")
-    return (f"could not be read as a weights file ({type(error).__name__}: {_first_line(error)}). "
-            "It may be truncated or not a model file: download it again.")
+        return (
+            f"could not be read as a weights file: it is a {actual} file under a {named} file's name. "
+            f"Rename it to {os.path.splitext(os.path.basename(path))[0]}{suffix}."
+        )
+    return (
+        f"could not be read as a weights file ({type(error).__name__}: {_first_line(error)}). "
+        "It may be truncated or not a model file: download it again."
+    )
 
 
 def _not_weights(head):
@@ -104,11 +118,15 @@ def _not_weights(head):
     LFS pointer saved under a model's name), or None."""
     head = head.lstrip().lower()
     if head.startswith(b"version https://git-lfs"):
-        return ("is a Git LFS pointer (a few lines of text), not the model file: download the file itself "
-                "(the README's link), not a clone of the repository without git-lfs")
-    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml", b"{\"error")):
-        return ("is a web page or an error message, not a model file: the download saved what the server "
-                "answered instead of the file; download it again from the README's link")
+        return (
+            "is a Git LFS pointer (a few lines of text), not the model file: download the file itself "
+            "(the README's link), not a clone of the repository without git-lfs"
+        )
+    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml", b'{"error')):
+        return (
+            "is a web page or an error message, not a model file: the download saved what the server "
+            "answered instead of the file; download it again from the README's link"
+        )
     return None
 
 
@@ -191,8 +209,10 @@ def read_state_dict(path, keep=None) -> dict:
     state_dict = read_weights(path, keep=keep)
     name = os.path.basename(path)
     if isinstance(state_dict, dict) and "string_to_param" in state_dict:
-        raise ModelFileError(f"{name} is a textual-inversion embedding (string_to_param), not weights for this input: "
-                             f"{CHOOSE_STYLE_FILE}.")
+        raise ModelFileError(
+            f"{name} is a textual-inversion embedding (string_to_param), not weights for this input: "
+            f"{CHOOSE_STYLE_FILE}."
+        )
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ModelFileError(f"{name} holds a {type(state_dict).__name__}, not a flat dictionary of tensors")
     state_dict = {k: v for k, v in state_dict.items() if keep is None or keep(k)}
@@ -223,8 +243,16 @@ def materialize(empty_module, state_dict):
 
 
 _SAFETENSORS_DTYPES = {
-    torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
-    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.float64: "F64",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
 }
 _TORCH_DTYPES = {code: dtype for dtype, code in _SAFETENSORS_DTYPES.items()}
 
@@ -232,14 +260,18 @@ _TORCH_DTYPES = {code: dtype for dtype, code in _SAFETENSORS_DTYPES.items()}
 def write_safetensors(path, tensors: dict, dtype=None, metadata=None) -> None:
     """Write `tensors` as safetensors one tensor at a time (peak memory: the largest tensor, not
     the file). Floating tensors are cast to `dtype` when given. The file appears atomically."""
+
     def stored_dtype(t):
         return dtype if dtype is not None and t.is_floating_point() else t.dtype
 
     header, offset = {}, 0
     for key, tensor in tensors.items():
         size = tensor.numel() * torch.empty((), dtype=stored_dtype(tensor)).element_size()
-        header[key] = {"dtype": _SAFETENSORS_DTYPES[stored_dtype(tensor)], "shape": list(tensor.shape),
-                       "data_offsets": [offset, offset + size]}
+        header[key] = {
+            "dtype": _SAFETENSORS_DTYPES[stored_dtype(tensor)],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + size],
+        }
         offset += size
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}

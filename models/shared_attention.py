@@ -52,8 +52,20 @@ def score_shift_mask(tokens, shift, like):
     return mask
 
 
-def shared_attention(q, k, v, per, attention, *, share=True, adain_queries=True, adain_keys=True,
-                     adain_values=False, score_scale=1.0, score_shift=0.0):
+def shared_attention(
+    q,
+    k,
+    v,
+    per,
+    attention,
+    *,
+    share=True,
+    adain_queries=True,
+    adain_keys=True,
+    adain_values=False,
+    score_scale=1.0,
+    score_shift=0.0,
+):
     """StyleAligned's self-attention for a batch of chunks of `per` rows. `attention(q, k, v, mask)`
     is plain multi-head attention (k, v may have more tokens than q; mask is additive)."""
     if adain_queries:

@@ -18,12 +18,21 @@ TOKENS_PER_SCALE = 2
 # adapter index (diffusers' attn_processors order: down, up, mid; odd = attn2) ->
 # (ComfyUI block, block id) of that cross-attention layer, and its width.
 ADAPTER_LAYERS = {
-    1: (("input", 1), 320), 3: (("input", 2), 320),
-    5: (("input", 4), 640), 7: (("input", 5), 640),
-    9: (("input", 7), 1280), 11: (("input", 8), 1280),
-    13: (("output", 3), 1280), 15: (("output", 4), 1280), 17: (("output", 5), 1280),
-    19: (("output", 6), 640), 21: (("output", 7), 640), 23: (("output", 8), 640),
-    25: (("output", 9), 320), 27: (("output", 10), 320), 29: (("output", 11), 320),
+    1: (("input", 1), 320),
+    3: (("input", 2), 320),
+    5: (("input", 4), 640),
+    7: (("input", 5), 640),
+    9: (("input", 7), 1280),
+    11: (("input", 8), 1280),
+    13: (("output", 3), 1280),
+    15: (("output", 4), 1280),
+    17: (("output", 5), 1280),
+    19: (("output", 6), 640),
+    21: (("output", 7), 640),
+    23: (("output", 8), 640),
+    25: (("output", 9), 320),
+    27: (("output", 10), 320),
+    29: (("output", 11), 320),
     31: (("middle", 0), 1280),
 }
 

@@ -68,7 +68,8 @@ def _outside_model_folders(expected, name):
     return (
         f"'{name}' in the '{expected.folder}' model folder is a link to {target}, outside every model folder, "
         f"and files are only read from model folders. Move the file into the '{expected.folder}' folder, or "
-        f"add the folder it is in to extra_model_paths.yaml (under '{expected.folder}:'), then refresh the page (press R)."
+        f"add the folder it is in to extra_model_paths.yaml (under '{expected.folder}:'), then refresh the page (press "
+        "R)."
     )
 
 
@@ -115,8 +116,9 @@ def cached_patcher(expected, name, load):
     dtype = compute_dtype(device)
 
     def build(path):
-        return comfy.model_patcher.ModelPatcher(load(path).to(dtype), load_device=device,
-                                                offload_device=mm.unet_offload_device())
+        return comfy.model_patcher.ModelPatcher(
+            load(path).to(dtype), load_device=device, offload_device=mm.unet_offload_device()
+        )
 
     return cached_load(expected, name, build, kind=(load.__qualname__, dtype))
 

@@ -49,12 +49,34 @@ class InSTStyleToken:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "style_file": host.model_input(INST_STYLE, "InST embeddings.pt, or a textual-inversion embedding for SD1.x (.pt, .bin, .safetensors)."),
-                "preprocessing": (list(PREPROCESSING), {"tooltip": "official: what InST's code shows CLIP (a bug casts the image to an almost black picture; the network was trained on it, so results match the paper). corrected: the style image itself, as CLIP expects it (not what the network was trained on)."}),
+                "style_file": host.model_input(
+                    INST_STYLE,
+                    "InST embeddings.pt, or a textual-inversion embedding for SD1.x (.pt, .bin, .safetensors).",
+                ),
+                "preprocessing": (
+                    list(PREPROCESSING),
+                    {
+                        "tooltip": "official: what InST's code shows CLIP (a bug casts the image to an almost black "
+                        "picture; the network was trained on it, so results match the paper). corrected: "
+                        "the style image itself, as CLIP expects it (not what the network was trained on)."
+                    },
+                ),
             },
             "optional": {
-                "clip_vision": ("CLIP_VISION", {"tooltip": f"OpenAI CLIP ViT-L/14 ({CLIP_VISION_L.name}); needed by InST files, not by textual-inversion embeddings."}),
-                "style_image": ("IMAGE", {"tooltip": "The style image the file was trained on (one image). Without it, 'official' uses the black picture InST's code shows CLIP when no image is given."}),
+                "clip_vision": (
+                    "CLIP_VISION",
+                    {
+                        "tooltip": f"OpenAI CLIP ViT-L/14 ({CLIP_VISION_L.name}); needed by InST files, not by "
+                        "textual-inversion embeddings."
+                    },
+                ),
+                "style_image": (
+                    "IMAGE",
+                    {
+                        "tooltip": "The style image the file was trained on (one image). Without it, 'official' uses "
+                        "the black picture InST's code shows CLIP when no image is given."
+                    },
+                ),
             },
         }
 
@@ -66,8 +88,10 @@ class InSTStyleToken:
         loaded = host.cached_load(INST_STYLE, style_file, load_style_file, kind="inst")
         if loaded.vectors is not None:
             if style_image is not None:
-                logging.warning(f"InST Style Token: {style_file} is a {loaded.kind} file; its token is fixed, "
-                                "so the style image is not used")
+                logging.warning(
+                    f"InST Style Token: {style_file} is a {loaded.kind} file; its token is fixed, "
+                    "so the style image is not used"
+                )
             return (StyleToken(vectors=loaded.vectors),)
         if clip_vision is None:
             raise ValueError(
@@ -101,7 +125,9 @@ def _image_embedding(clip_vision, picture):
     if digest not in cached:
         size = getattr(clip_vision, "image_size", None)
         with torch.no_grad():
-            embedding = None if size != CLIP_SIZE else clip_vision.encode_image(picture)["image_embeds"][0].float().cpu()
+            embedding = (
+                None if size != CLIP_SIZE else clip_vision.encode_image(picture)["image_embeds"][0].float().cpu()
+            )
         if embedding is None or embedding.shape[-1] != DIM:
             width = "" if embedding is None else f" and gives {embedding.shape[-1]}-wide embeddings"
             raise ValueError(
@@ -129,8 +155,24 @@ class InSTTextEncode:
             "required": {
                 "clip": ("CLIP", {"tooltip": "The CLIP of an SD1.x checkpoint."}),
                 "token": ("INST_TOKEN", {"tooltip": "From InST Style Token."}),
-                "text": ("STRING", {"multiline": True, "dynamicPrompts": True, "default": "*", "tooltip": "The prompt; the style goes where the placeholder stands (InST's own prompt is just '*'). Put spaces around it: '*,' and '**' are other CLIP tokens."}),
-                "placeholder": ("STRING", {"default": "*", "tooltip": "The word the token replaces; it must be a single CLIP token (InST trained with '*')."}),
+                "text": (
+                    "STRING",
+                    {
+                        "multiline": True,
+                        "dynamicPrompts": True,
+                        "default": "*",
+                        "tooltip": "The prompt; the style goes where the placeholder stands (InST's own prompt is just "
+                        "'*'). Put spaces around it: '*,' and '**' are other CLIP tokens.",
+                    },
+                ),
+                "placeholder": (
+                    "STRING",
+                    {
+                        "default": "*",
+                        "tooltip": "The word the token replaces; it must be a single CLIP token (InST trained with "
+                        "'*').",
+                    },
+                ),
             }
         }
 
@@ -145,7 +187,8 @@ class InSTTextEncode:
         ids = placeholder_token(clip.tokenize(placeholder)["l"], layout)
         if len(ids) != 1:
             raise ValueError(
-                f"the placeholder {placeholder!r} is {len(ids)} CLIP tokens; it must be exactly one (such as *, as InST trained)"
+                f"the placeholder {placeholder!r} is {len(ids)} CLIP tokens; it must be exactly one (such as *, as "
+                "InST trained)"
             )
         chunks, count = replace_placeholder(tokens["l"], ids[0], token.vectors, layout)
         if count == 0:
@@ -187,12 +230,55 @@ class InSTStochasticInversion:
         return {
             "required": {
                 "model": ("MODEL", {"tooltip": "An SD1.x model (InST tokens are trained on SD1.4)."}),
-                "positive": ("CONDITIONING", {"tooltip": "The style prompt from InST Text Encode; the noise is predicted under it, without CFG."}),
-                "latent": ("LATENT", {"tooltip": "The content image, VAE-encoded (after InST Latent AdaIN, as InST does)."}),
-                "strength": ("FLOAT", {"default": 0.7, "min": 0.01, "max": 1.0, "step": 0.01, "tooltip": "How much is regenerated: the content is noised to strength x 1000 and the last strength x steps steps are sampled. InST uses 0.7."}),
-                "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "Steps of the whole schedule (InST: 50); connect the output to KSamplerAdvanced's steps."}),
-                "scheduler": (comfy.samplers.SCHEDULER_NAMES, {"default": "ddim_uniform", "tooltip": "The KSamplerAdvanced scheduler; ddim_uniform is InST's DDIM schedule."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True, "tooltip": "Seed of the noise that the UNet's prediction replaces."}),
+                "positive": (
+                    "CONDITIONING",
+                    {
+                        "tooltip": "The style prompt from InST Text Encode; the noise is predicted under it, without "
+                        "CFG."
+                    },
+                ),
+                "latent": (
+                    "LATENT",
+                    {"tooltip": "The content image, VAE-encoded (after InST Latent AdaIN, as InST does)."},
+                ),
+                "strength": (
+                    "FLOAT",
+                    {
+                        "default": 0.7,
+                        "min": 0.01,
+                        "max": 1.0,
+                        "step": 0.01,
+                        "tooltip": "How much is regenerated: the content is noised to strength x 1000 and the last "
+                        "strength x steps steps are sampled. InST uses 0.7.",
+                    },
+                ),
+                "steps": (
+                    "INT",
+                    {
+                        "default": 50,
+                        "min": 1,
+                        "max": 1000,
+                        "tooltip": "Steps of the whole schedule (InST: 50); connect the output to KSamplerAdvanced's "
+                        "steps.",
+                    },
+                ),
+                "scheduler": (
+                    comfy.samplers.SCHEDULER_NAMES,
+                    {
+                        "default": "ddim_uniform",
+                        "tooltip": "The KSamplerAdvanced scheduler; ddim_uniform is InST's DDIM schedule.",
+                    },
+                ),
+                "seed": (
+                    "INT",
+                    {
+                        "default": 0,
+                        "min": 0,
+                        "max": 0xFFFFFFFFFFFFFFFF,
+                        "control_after_generate": True,
+                        "tooltip": "Seed of the noise that the UNet's prediction replaces.",
+                    },
+                ),
             }
         }
 
@@ -218,7 +304,16 @@ class InSTLatentAdaIN:
             "required": {
                 "content": ("LATENT", {"tooltip": "The content image, VAE-encoded."}),
                 "style": ("LATENT", {"tooltip": "The style image, VAE-encoded: one image, or one per content image."}),
-                "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "1 takes the style's statistics fully (InST), 0 leaves the content."}),
+                "strength": (
+                    "FLOAT",
+                    {
+                        "default": 1.0,
+                        "min": 0.0,
+                        "max": 1.0,
+                        "step": 0.01,
+                        "tooltip": "1 takes the style's statistics fully (InST), 0 leaves the content.",
+                    },
+                ),
             }
         }
 
@@ -230,8 +325,10 @@ class InSTLatentAdaIN:
                 "height, width] with the same channels: encode both with the same VAE"
             )
         if 0 in c.shape[2:] or 0 in s.shape[2:]:
-            raise ValueError(f"content latents {tuple(c.shape)} or style latents {tuple(s.shape)} have no pixels: "
-                             "encode images of at least 8x8 pixels")
+            raise ValueError(
+                f"content latents {tuple(c.shape)} or style latents {tuple(s.shape)} have no pixels: "
+                "encode images of at least 8x8 pixels"
+            )
         if s.shape[0] not in (1, c.shape[0]):
             raise ValueError(f"give one style latent or one per content latent ({c.shape[0]}), got {s.shape[0]}")
         return ({**content, "samples": latent_adain(c, s.to(c.device), strength)},)

@@ -48,9 +48,34 @@ class StyleShotContour(Preprocessor):
             "required": {
                 "image": IMAGE_INPUT,
                 "hed_model": host.model_input(HED, "HED network (ControlNetHED.pth)."),
-                "threshold": ("INT", {"default": 200, "min": 0, "max": 255, "tooltip": "Edge levels (0-255) strictly above this are kept. StyleShot uses 200; lower keeps more detail."}),
-                "dilate_size": ("INT", {"default": 3, "min": 1, "max": 15, "tooltip": "Side of the square dilation kernel, in pixels. StyleShot uses 3."}),
-                "dilate_iterations": ("INT", {"default": 1, "min": 0, "max": 10, "tooltip": "How many times to dilate (0 = no dilation). StyleShot uses 1."}),
+                "threshold": (
+                    "INT",
+                    {
+                        "default": 200,
+                        "min": 0,
+                        "max": 255,
+                        "tooltip": "Edge levels (0-255) strictly above this are kept. StyleShot uses 200; lower keeps "
+                        "more detail.",
+                    },
+                ),
+                "dilate_size": (
+                    "INT",
+                    {
+                        "default": 3,
+                        "min": 1,
+                        "max": 15,
+                        "tooltip": "Side of the square dilation kernel, in pixels. StyleShot uses 3.",
+                    },
+                ),
+                "dilate_iterations": (
+                    "INT",
+                    {
+                        "default": 1,
+                        "min": 0,
+                        "max": 10,
+                        "tooltip": "How many times to dilate (0 = no dilation). StyleShot uses 1.",
+                    },
+                ),
                 "resolution": RESOLUTION,
             }
         }
@@ -61,7 +86,9 @@ class StyleShotContour(Preprocessor):
 
     def detect(self, image, hed_model, threshold, dilate_size, dilate_iterations, resolution):
         net = host.load_network(HED, hed_model, load_hed)
-        detect = partial(contour, net, threshold=threshold, dilate_size=dilate_size, dilate_iterations=dilate_iterations)
+        detect = partial(
+            contour, net, threshold=threshold, dilate_size=dilate_size, dilate_iterations=dilate_iterations
+        )
         return (host.run_preprocessor(net, image, detect, resolution, binary=True),)
 
 
@@ -78,7 +105,14 @@ class HEDSoftEdges(Preprocessor):
             "required": {
                 "image": IMAGE_INPUT,
                 "hed_model": host.model_input(HED, "HED network (ControlNetHED.pth)."),
-                "safe": ("BOOLEAN", {"default": False, "tooltip": "ControlNet's 'safe' step: quantise to 3 levels, hiding the faint copy of the photo that soft maps carry."}),
+                "safe": (
+                    "BOOLEAN",
+                    {
+                        "default": False,
+                        "tooltip": "ControlNet's 'safe' step: quantise to 3 levels, hiding the faint copy of the photo "
+                        "that soft maps carry.",
+                    },
+                ),
                 "resolution": RESOLUTION,
             }
         }
@@ -105,8 +139,18 @@ class Lineart(Preprocessor):
         return {
             "required": {
                 "image": IMAGE_INPUT,
-                "lineart_model": host.model_input(LINEART_FINE, "sk_model.pth draws fine lines (StyleShot's default); sk_model2.pth coarse ones."),
-                "invert": ("BOOLEAN", {"default": False, "label_on": "white lines on black", "label_off": "black lines on white (StyleShot)", "tooltip": "Off: StyleShot's polarity (the generator's raw output). On: ControlNet's polarity."}),
+                "lineart_model": host.model_input(
+                    LINEART_FINE, "sk_model.pth draws fine lines (StyleShot's default); sk_model2.pth coarse ones."
+                ),
+                "invert": (
+                    "BOOLEAN",
+                    {
+                        "default": False,
+                        "label_on": "white lines on black",
+                        "label_off": "black lines on white (StyleShot)",
+                        "tooltip": "Off: StyleShot's polarity (the generator's raw output). On: ControlNet's polarity.",
+                    },
+                ),
                 "resolution": RESOLUTION,
             }
         }

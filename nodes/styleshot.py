@@ -45,21 +45,31 @@ class StyleShotLoader:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "style_encoder": host.model_input(STYLE_ENCODER, "style_aware_encoder.bin (same file in both releases) or its .safetensors."),
-                "adapter": host.model_input(STYLESHOT_CONTOUR, "ip.bin of the contour (Gaojunyao/StyleShot) or lineart (Gaojunyao/StyleShot_lineart) release, renamed, or its .safetensors."),
+                "style_encoder": host.model_input(
+                    STYLE_ENCODER, "style_aware_encoder.bin (same file in both releases) or its .safetensors."
+                ),
+                "adapter": host.model_input(
+                    STYLESHOT_CONTOUR,
+                    "ip.bin of the contour (Gaojunyao/StyleShot) or lineart (Gaojunyao/StyleShot_lineart) release, "
+                    "renamed, or its .safetensors.",
+                ),
             }
         }
 
     @classmethod
     def VALIDATE_INPUTS(cls, style_encoder, adapter):
-        return host.check_model_choices(style_encoder=(STYLE_ENCODER, style_encoder), adapter=(STYLESHOT_CONTOUR, adapter))
+        return host.check_model_choices(
+            style_encoder=(STYLE_ENCODER, style_encoder), adapter=(STYLESHOT_CONTOUR, adapter)
+        )
 
     def load(self, style_encoder, adapter):
-        return (StyleShot(
-            encoder=host.cached_patcher(STYLE_ENCODER, style_encoder, load_encoder),
-            adapter=host.cached_patcher(STYLESHOT_CONTOUR, adapter, load_adapter),
-            adapter_name=adapter,
-        ),)
+        return (
+            StyleShot(
+                encoder=host.cached_patcher(STYLE_ENCODER, style_encoder, load_encoder),
+                adapter=host.cached_patcher(STYLESHOT_CONTOUR, adapter, load_adapter),
+                adapter_name=adapter,
+            ),
+        )
 
 
 class StyleShotEncodeStyle:
@@ -77,11 +87,33 @@ class StyleShotEncodeStyle:
         return {
             "required": {
                 "styleshot": ("STYLESHOT", {"tooltip": "From StyleShot Loader."}),
-                "image": ("IMAGE", {"tooltip": "Style images. A batch gives one style per image unless 'blend' is on."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
-                                 "tooltip": "Seed of the patch shuffle. StyleShot shuffles patches within each scale; any order is in its training distribution."}),
-                "shuffle": ("BOOLEAN", {"default": True, "tooltip": "Shuffle the patches as StyleShot does. Off keeps their spatial order (for debugging)."}),
-                "blend": ("BOOLEAN", {"default": False, "tooltip": "Average the images' style embeddings into one style."}),
+                "image": (
+                    "IMAGE",
+                    {"tooltip": "Style images. A batch gives one style per image unless 'blend' is on."},
+                ),
+                "seed": (
+                    "INT",
+                    {
+                        "default": 0,
+                        "min": 0,
+                        "max": 0xFFFFFFFFFFFFFFFF,
+                        "control_after_generate": True,
+                        "tooltip": "Seed of the patch shuffle. StyleShot shuffles patches within each scale; any order "
+                        "is in its training distribution.",
+                    },
+                ),
+                "shuffle": (
+                    "BOOLEAN",
+                    {
+                        "default": True,
+                        "tooltip": "Shuffle the patches as StyleShot does. Off keeps their spatial order (for "
+                        "debugging).",
+                    },
+                ),
+                "blend": (
+                    "BOOLEAN",
+                    {"default": False, "tooltip": "Average the images' style embeddings into one style."},
+                ),
             }
         }
 
@@ -96,7 +128,7 @@ class StyleShotEncodeStyle:
         embeds = []
         with torch.no_grad():
             for i in range(image.shape[0]):
-                groups = [g[i * n:(i + 1) * n].to(weight) for g, n in zip((high, middle, low), PATCHES_PER_IMAGE)]
+                groups = [g[i * n : (i + 1) * n].to(weight) for g, n in zip((high, middle, low), PATCHES_PER_IMAGE)]
                 embeds.append(encoder(*groups).float())
                 report_progress(i + 1)
             embeds = torch.cat(embeds)
@@ -126,14 +158,56 @@ class StyleShotApplyStyle:
             "required": {
                 "model": ("MODEL", {"tooltip": "An SD1.5-based model (LoRAs and other patches are kept)."}),
                 "styleshot": ("STYLESHOT", {"tooltip": "From StyleShot Loader."}),
-                "style": ("STYLESHOT_STYLE", {"tooltip": "From StyleShot Encode Style. Use 1 style or one per latent in the batch."}),
-                "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.01, "tooltip": "Weight of the style attention. 1.0 as published; 0 leaves the model unchanged."}),
-                "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.001, "tooltip": "Sampling progress at which style starts (0 = first step)."}),
-                "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.001, "tooltip": "Sampling progress at which style stops (1 = last step)."}),
-                "layers": (list(LAYER_PRESETS), {"tooltip": "Cross-attention layers that take the style. StyleShot uses all 16; the subsets (from IPAdapter_plus) keep less of the style image's layout."}),
+                "style": (
+                    "STYLESHOT_STYLE",
+                    {"tooltip": "From StyleShot Encode Style. Use 1 style or one per latent in the batch."},
+                ),
+                "strength": (
+                    "FLOAT",
+                    {
+                        "default": 1.0,
+                        "min": 0.0,
+                        "max": 2.0,
+                        "step": 0.01,
+                        "tooltip": "Weight of the style attention. 1.0 as published; 0 leaves the model unchanged.",
+                    },
+                ),
+                "start_percent": (
+                    "FLOAT",
+                    {
+                        "default": 0.0,
+                        "min": 0.0,
+                        "max": 1.0,
+                        "step": 0.001,
+                        "tooltip": "Sampling progress at which style starts (0 = first step).",
+                    },
+                ),
+                "end_percent": (
+                    "FLOAT",
+                    {
+                        "default": 1.0,
+                        "min": 0.0,
+                        "max": 1.0,
+                        "step": 0.001,
+                        "tooltip": "Sampling progress at which style stops (1 = last step).",
+                    },
+                ),
+                "layers": (
+                    list(LAYER_PRESETS),
+                    {
+                        "tooltip": "Cross-attention layers that take the style. StyleShot uses all 16; the subsets "
+                        "(from IPAdapter_plus) keep less of the style image's layout."
+                    },
+                ),
             },
             "optional": {
-                "attn_mask": ("MASK", {"tooltip": "Where the style applies (1) and where not (0); resized to each layer. One mask, or one per latent."}),
+                "attn_mask": (
+                    "MASK",
+                    {
+                        "tooltip": "Where the style applies (1) and where not (0); resized to each layer. One mask, or "
+                        "one per latent."
+                    },
+                ),
             },
         }
 
@@ -144,7 +218,9 @@ class StyleShotApplyStyle:
             raise ValueError(f"unknown layers preset '{layers}': choose one of {', '.join(LAYER_PRESETS)}")
         sampling = model.get_model_object("model_sampling")
         injection = StyleInjection(
-            styleshot.adapter, style, strength,
+            styleshot.adapter,
+            style,
+            strength,
             sigma_start=float(sampling.percent_to_sigma(start_percent)),
             sigma_end=float(sampling.percent_to_sigma(end_percent)),
             mask=_masks(attn_mask),
@@ -161,33 +237,93 @@ class StyleShotApplyContent:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("CONDITIONING", "CONDITIONING")
     RETURN_NAMES = ("positive", "negative")
-    OUTPUT_TOOLTIPS = ("Positive conditioning with the content encoder attached.",
-                       "Negative conditioning with the content encoder attached (it gets the map too, as published).")
+    OUTPUT_TOOLTIPS = (
+        "Positive conditioning with the content encoder attached.",
+        "Negative conditioning with the content encoder attached (it gets the map too, as published).",
+    )
     FUNCTION = "apply"
 
     @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "positive": ("CONDITIONING", {"tooltip": "Prompt conditioning. Other ControlNets on it keep seeing the text."}),
+                "positive": (
+                    "CONDITIONING",
+                    {"tooltip": "Prompt conditioning. Other ControlNets on it keep seeing the text."},
+                ),
                 "negative": ("CONDITIONING", {"tooltip": "Negative conditioning."}),
-                "styleshot": ("STYLESHOT", {"tooltip": "From StyleShot Loader, with the contour or lineart release's ip.bin."}),
-                "style": ("STYLESHOT_STYLE", {"tooltip": "From StyleShot Encode Style: the content encoder reads these tokens."}),
-                "content_map": ("IMAGE", {"tooltip": "The content map (StyleShot Contour or Lineart): one map, or one per latent. Fitted to the latent as 'map_fit' says."}),
-                "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01, "tooltip": "Weight of the content encoder's residuals. 1.0 as published; 0 leaves the conditioning unchanged."}),
-                "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.001, "tooltip": "Sampling progress at which content control starts."}),
-                "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.001, "tooltip": "Sampling progress at which content control stops."}),
+                "styleshot": (
+                    "STYLESHOT",
+                    {"tooltip": "From StyleShot Loader, with the contour or lineart release's ip.bin."},
+                ),
+                "style": (
+                    "STYLESHOT_STYLE",
+                    {"tooltip": "From StyleShot Encode Style: the content encoder reads these tokens."},
+                ),
+                "content_map": (
+                    "IMAGE",
+                    {
+                        "tooltip": "The content map (StyleShot Contour or Lineart): one map, or one per latent. Fitted "
+                        "to the latent as 'map_fit' says."
+                    },
+                ),
+                "strength": (
+                    "FLOAT",
+                    {
+                        "default": 1.0,
+                        "min": 0.0,
+                        "max": 10.0,
+                        "step": 0.01,
+                        "tooltip": "Weight of the content encoder's residuals. 1.0 as published; 0 leaves the "
+                        "conditioning unchanged.",
+                    },
+                ),
+                "start_percent": (
+                    "FLOAT",
+                    {
+                        "default": 0.0,
+                        "min": 0.0,
+                        "max": 1.0,
+                        "step": 0.001,
+                        "tooltip": "Sampling progress at which content control starts.",
+                    },
+                ),
+                "end_percent": (
+                    "FLOAT",
+                    {
+                        "default": 1.0,
+                        "min": 0.0,
+                        "max": 1.0,
+                        "step": 0.001,
+                        "tooltip": "Sampling progress at which content control stops.",
+                    },
+                ),
             },
             "optional": {
-                "map_fit": (list(MAP_FITS), {"tooltip": "How the map is fitted to the latent. Stretch: the whole map "
-                            "resized with Lanczos, as StyleShot's pipeline does (exact when the latent is sized from the "
-                            "map). Centre crop: ComfyUI's ControlNet way, nearest-neighbour, so contour maps stay binary "
-                            "and a latent of another aspect ratio keeps the map's proportions."}),
+                "map_fit": (
+                    list(MAP_FITS),
+                    {
+                        "tooltip": "How the map is fitted to the latent. Stretch: the whole map "
+                        "resized with Lanczos, as StyleShot's pipeline does (exact when the latent is sized from the "
+                        "map). Centre crop: ComfyUI's ControlNet way, nearest-neighbour, so contour maps stay binary "
+                        "and a latent of another aspect ratio keeps the map's proportions."
+                    },
+                ),
             },
         }
 
-    def apply(self, positive, negative, styleshot, style, content_map, strength, start_percent, end_percent,
-              map_fit=next(iter(MAP_FITS))):
+    def apply(
+        self,
+        positive,
+        negative,
+        styleshot,
+        style,
+        content_map,
+        strength,
+        start_percent,
+        end_percent,
+        map_fit=next(iter(MAP_FITS)),
+    ):
         adapter = styleshot.adapter.model
         if adapter.content_fusion is None:
             raise ValueError(_no_content_fusion(styleshot.adapter_name))
@@ -214,7 +350,9 @@ def _no_content_fusion(adapter_name):
 
 def _check_range(start_percent, end_percent):
     if start_percent > end_percent:
-        raise ValueError(f"start_percent ({start_percent}) is after end_percent ({end_percent}): set start at or before end")
+        raise ValueError(
+            f"start_percent ({start_percent}) is after end_percent ({end_percent}): set start at or before end"
+        )
 
 
 def _masks(mask):
@@ -224,7 +362,9 @@ def _masks(mask):
     if mask.ndim == 2:
         mask = mask[None]
     if mask.ndim != 3 or mask.shape[0] == 0 or mask.shape[1] == 0 or mask.shape[2] == 0:
-        raise ValueError(f"attn_mask must be a MASK shaped [height, width] or [batch, height, width], got {tuple(mask.shape)}")
+        raise ValueError(
+            f"attn_mask must be a MASK shaped [height, width] or [batch, height, width], got {tuple(mask.shape)}"
+        )
     return torch.nan_to_num(mask.float(), nan=0.0).clamp(0, 1)
 
 

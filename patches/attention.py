@@ -12,8 +12,9 @@ def attention(q, k, v, extra, mask=None):
     """What ComfyUI's own attention computes from projected q, k, v (whichever backend it chose);
     k and v may have more tokens than q, `mask` is additive."""
     options = {"transformer_options": extra} if _PASSES_OPTIONS else {}
-    return attention_module.optimized_attention(q, k, v, extra["n_heads"], mask=mask,
-                                                attn_precision=extra.get("attn_precision"), **options)
+    return attention_module.optimized_attention(
+        q, k, v, extra["n_heads"], mask=mask, attn_precision=extra.get("attn_precision"), **options
+    )
 
 
 class ChainedPatch:

@@ -47,8 +47,9 @@ def _rows(tensor, rows, what):
         return tensor
     if tensor.shape[0] == 1:
         return tensor.expand(rows, *tensor.shape[1:])
-    raise ValueError(f"the {what} has {tensor.shape[0]} rows but the latent batch has {rows} images: "
-                     "give one row, or one per image")
+    raise ValueError(
+        f"the {what} has {tensor.shape[0]} rows but the latent batch has {rows} images: give one row, or one per image"
+    )
 
 
 def reference_batch(latent, reference, keep_reference):

@@ -102,7 +102,9 @@ class StyleContentControlNet(comfy.controlnet.ControlNet):
             return super().get_control(x_noisy, t, styled, batched_number, transformer_options)
         # ControlNet.get_control passes its own cond to the previous ControlNet: run that one first
         # with the text cond, and hand ComfyUI its result for merging.
-        self.previous_controlnet = _Computed(previous.get_control(x_noisy, t, cond, batched_number, transformer_options))
+        self.previous_controlnet = _Computed(
+            previous.get_control(x_noisy, t, cond, batched_number, transformer_options)
+        )
         try:
             return super().get_control(x_noisy, t, styled, batched_number, transformer_options)
         finally:
@@ -132,8 +134,7 @@ class StyleContentControlNet(comfy.controlnet.ControlNet):
         maps = self.cond_hint_original.shape[0]
         if maps not in (1, rows):
             raise ValueError(
-                f"{FEATURE}: {maps} content maps for a latent batch of {rows}: "
-                "give 1 content map, or one per latent"
+                f"{FEATURE}: {maps} content maps for a latent batch of {rows}: give 1 content map, or one per latent"
             )
 
     def _report_resize(self, x_noisy):
@@ -145,14 +146,21 @@ class StyleContentControlNet(comfy.controlnet.ControlNet):
         if (height // self.compression_ratio, width // self.compression_ratio) == latent or latent in self._reported:
             return
         self._reported.add(latent)
-        fitted = {"center": "cropped to the centre and resized", "disabled": "resized to it whole (its proportions change "
-                  "if the latent's differ)"}[MAP_FITS[self.map_fit][1]]
+        fitted = {
+            "center": "cropped to the centre and resized",
+            "disabled": "resized to it whole (its proportions change if the latent's differ)",
+        }[MAP_FITS[self.map_fit][1]]
         logging.warning(
             "%s: the content map is %dx%d but the latent is %dx%d: the map is %s. Size the latent from the map "
             "(Get Image Size -> Empty Latent Image), as StyleShot does, to keep all of it undistorted. With an area "
             "conditioning (ConditioningSetArea), the latent is the area's: an area gets the whole map fitted to it, "
             "as with any ControlNet, not the part of the map under it.",
-            FEATURE, width, height, latent[1] * self.compression_ratio, latent[0] * self.compression_ratio, fitted,
+            FEATURE,
+            width,
+            height,
+            latent[1] * self.compression_ratio,
+            latent[0] * self.compression_ratio,
+            fitted,
         )
 
 

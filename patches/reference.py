@@ -47,7 +47,7 @@ def invert(model, positive, negative, latent, steps, scheduler, cfg, on_step):
         for i in range(len(sigmas) - 1):
             low, high = sigmas[i], sigmas[i + 1]
             # the UNet gets the current latent as it is (its input scale is 1/sqrt(sigma^2 + 1))
-            at_high = x * ((high ** 2 + 1) / (low ** 2 + 1)).sqrt()
+            at_high = x * ((high**2 + 1) / (low**2 + 1)).sqrt()
             eps = (at_high - model_k(at_high, high * ones, **extra_args)) / high
             x = x + (high - low) * eps
             kept.append(x.float().cpu())
@@ -55,8 +55,12 @@ def invert(model, positive, negative, latent, steps, scheduler, cfg, on_step):
         return x
 
     sample_from_clean(model, ddim_inversion, ascending, cfg, positive, negative, latent)
-    return Trajectory(sigmas=ascending, latents=torch.cat(kept), positive=positive,
-                      latent_format=type(model.model.latent_format).__name__)
+    return Trajectory(
+        sigmas=ascending,
+        latents=torch.cat(kept),
+        positive=positive,
+        latent_format=type(model.model.latent_format).__name__,
+    )
 
 
 class ReferenceRow:

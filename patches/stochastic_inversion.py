@@ -39,10 +39,12 @@ def inversion_schedule(sampling, steps, strength, scheduler="ddim_uniform"):
 def require_ddpm(sampling, feature):
     """SD1.x's discrete DDPM noise schedule (eps, v or x0 prediction), where sigma and alpha_bar
     are tied as above."""
-    if (isinstance(sampling, comfy.model_sampling.ModelSamplingDiscrete)
-            and not isinstance(sampling, comfy.model_sampling.ModelSamplingDiscreteEDM)
-            and isinstance(sampling, comfy.model_sampling.EPS)
-            and not isinstance(sampling, comfy.model_sampling.EDM)):
+    if (
+        isinstance(sampling, comfy.model_sampling.ModelSamplingDiscrete)
+        and not isinstance(sampling, comfy.model_sampling.ModelSamplingDiscreteEDM)
+        and isinstance(sampling, comfy.model_sampling.EPS)
+        and not isinstance(sampling, comfy.model_sampling.EDM)
+    ):
         return
     raise ValueError(
         f"{feature} follows the discrete 1000-step DDPM schedule of SD1.x, but this MODEL samples with "
@@ -58,7 +60,7 @@ def stochastic_inversion(model, positive, latent, strength, steps, seed, schedul
     sigma_inv, sigma_start, start = inversion_schedule(sampling, steps, strength, scheduler)
     samples = latent["samples"]
     noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
-    rescale = ((1 + sigma_start ** 2) / (1 + sigma_inv ** 2)) ** 0.5
+    rescale = ((1 + sigma_start**2) / (1 + sigma_inv**2)) ** 0.5
 
     def invert(model_k, z0, sigmas, extra_args):
         sigma = sigmas[0]

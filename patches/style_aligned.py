@@ -59,8 +59,7 @@ def attention_blocks(network):
     blocks = [("input", i, b) for i, b in enumerate(network.input_blocks)]
     blocks += [("middle", 0, network.middle_block)]
     blocks += [("output", i, b) for i, b in enumerate(network.output_blocks)]
-    return [(name, i) for name, i, block in blocks
-            if any(hasattr(m, "attn1") for m in block.modules())]
+    return [(name, i) for name, i, block in blocks if any(hasattr(m, "attn1") for m in block.modules())]
 
 
 def _rows_per_chunk(q, extra):
@@ -151,8 +150,11 @@ def apply_batch_align(model, settings, blocks, share_group_norm):
             if isinstance(previous, SharedAttention):  # Batch Align applied again: the new settings win
                 previous = previous.previous
             elif previous is not None and settings.score_shift:
-                logging.warning("StyleAligned: %s already has a self-attention patch from another node; it is kept, "
-                                "without the score shift on that layer", key)
+                logging.warning(
+                    "StyleAligned: %s already has a self-attention patch from another node; it is kept, "
+                    "without the score shift on that layer",
+                    key,
+                )
             patched.set_model_patch_replace(SharedAttention(settings, previous), "attn1", *key)
     _share_group_norms(patched, network, share_group_norm)
     return patched

@@ -56,8 +56,13 @@ class StyleInjection:
 
     def __call__(self, index, q, extra):
         cond_or_uncond = extra["cond_or_uncond"]
-        out = style_attention(q, self.keys_values(index, q), cond_or_uncond, extra["n_heads"],
-                              lambda q, k, v, heads: attention(q, k, v, extra))
+        out = style_attention(
+            q,
+            self.keys_values(index, q),
+            cond_or_uncond,
+            extra["n_heads"],
+            lambda q, k, v, heads: attention(q, k, v, extra),
+        )
         if self.mask is not None:
             out = out * self._mask_for(q, extra, len(cond_or_uncond))
         return out * self.strength

@@ -21,8 +21,7 @@ def check_images(images) -> None:
         raise ValueError(f"the images have no pixels (size {images.shape[2]}x{images.shape[1]})")
     if images.shape[3] not in (1, 3, 4):
         raise ValueError(
-            f"expected 1 (grey), 3 (RGB) or 4 (RGBA) channels, got {images.shape[3]}: "
-            "convert the image to RGB first"
+            f"expected 1 (grey), 3 (RGB) or 4 (RGBA) channels, got {images.shape[3]}: convert the image to RGB first"
         )
 
 

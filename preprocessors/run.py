@@ -32,8 +32,17 @@ def check_detect_size(size, detected) -> None:
     )
 
 
-def map_images(images, detect, *, resolution=0, binary=False, device="cpu", dtype=torch.float32,
-               output_device="cpu", on_progress=None):
+def map_images(
+    images,
+    detect,
+    *,
+    resolution=0,
+    binary=False,
+    device="cpu",
+    dtype=torch.float32,
+    output_device="cpu",
+    on_progress=None,
+):
     """Apply `detect` to every image and return an IMAGE batch of the same size as the input.
 
     detect: [b, 3, h, w] RGB levels 0..255 in `dtype` on `device` -> [b, h, w] maps in 0..1.

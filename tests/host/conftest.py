@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+from PIL import Image
+
 from fixtures import annotators, images, inst, sd15_unet
 from fixtures import styleshot as styleshot_files
 from fixtures.clip_models import write_clip_vision_l
@@ -14,7 +16,6 @@ from fixtures.comfy_server import MODEL_FOLDERS, ComfyServer, write_extra_model_
 from fixtures.sd15_checkpoint import write_sd15_checkpoint
 from fixtures.sdxl_checkpoint import write_sdxl_checkpoint
 from fixtures.styleshot_nodes import LATENT, encode, forward, install_ip_adapter, load, style_image, tensors
-from PIL import Image
 
 INPUT_IMAGE = "example.png"  # the name the shipped workflows load (ComfyUI ships input/example.png)
 CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"  # the names the shipped sampling workflows load
@@ -80,9 +81,13 @@ def comfy(comfyui_path, model_root, input_dir, tmp_path_factory):
     """ComfyUI's `nodes` module, in this process, on the CPU, with the pack loaded from a folder
     whose name has dashes, after an extra_model_paths-style entry for `annotators`."""
     try:
-        comfy_nodes, pack = comfyui_with_pack(comfyui_path, model_root, tmp_path_factory.mktemp("custom_nodes"), core_extras=True)
+        comfy_nodes, pack = comfyui_with_pack(
+            comfyui_path, model_root, tmp_path_factory.mktemp("custom_nodes"), core_extras=True
+        )
     except ImportError as error:
-        pytest.fail(f"ComfyUI does not import with this Python ({error}): run the host tests with ComfyUI's own environment")
+        pytest.fail(
+            f"ComfyUI does not import with this Python ({error}): run the host tests with ComfyUI's own environment"
+        )
     import folder_paths
 
     folder_paths.set_input_directory(str(input_dir))

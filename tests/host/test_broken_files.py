@@ -9,42 +9,96 @@ import os
 import shutil
 
 import pytest
+
 from fixtures import inst
 from fixtures.shipped_workflows import API_DIR, STEPPED, at_test_scale, load, node_id
 
-CUT = "{} could not be read as a weights file: it is cut short (the end of its zip archive is missing). " \
-      "The download or copy did not finish: download it again."
-INST_FILE = "{} is an InST style file (it pickles InST's network), not weights for this input: " \
-            "choose it in InST Style Token (models/inst)."
-TEXTUAL_INVERSION = "{} is a textual-inversion embedding (string_to_param), not weights for this input: " \
-                    "choose it in InST Style Token (models/inst)."
+CUT = (
+    "{} could not be read as a weights file: it is cut short (the end of its zip archive is missing). "
+    "The download or copy did not finish: download it again."
+)
+INST_FILE = (
+    "{} is an InST style file (it pickles InST's network), not weights for this input: "
+    "choose it in InST Style Token (models/inst)."
+)
+TEXTUAL_INVERSION = (
+    "{} is a textual-inversion embedding (string_to_param), not weights for this input: "
+    "choose it in InST Style Token (models/inst)."
+)
 NOT_A_STYLE_FILE = "{} is not an InST or textual-inversion file: it looks like "
 
 # slot: (folder, the file cut in half, workflow, node title, input,
 #        another slot's file (its folder, name), how the message for it starts and ends)
 SLOTS = {
-    "HED": ("annotators", "ControlNetHED.pth", "contour_preview", "Contour", "hed_model",
-            ("inst", "embeddings.pt"), (INST_FILE, INST_FILE)),
-    "lineart": ("annotators", "sk_model.pth", "lineart_preview", "Lineart", "lineart_model",
-                ("inst", "learned_embeds.pt"), (TEXTUAL_INVERSION, TEXTUAL_INVERSION)),
-    "StyleShot encoder": ("styleshot", "style_aware_encoder.bin", "styleshot_text_driven", "StyleShot Loader",
-                          "style_encoder", ("styleshot", "styleshot_stage1_ip.bin"), (
-                              "{} is not a StyleShot style-aware encoder (style_aware_encoder.bin: ",
-                              " It looks like a StyleShot adapter (ip.bin): choose it as the StyleShot adapter. "
-                              "Choose the right file for this input.")),
-    "StyleShot adapter": ("styleshot", "styleshot_stage1_ip.bin", "styleshot_text_driven", "StyleShot Loader",
-                          "adapter", ("styleshot", "style_aware_encoder.bin"), (
-                              "{} is not a StyleShot adapter (ip.bin: ",
-                              " It looks like the StyleShot style-aware encoder (style_aware_encoder.bin): choose it "
-                              "as the style encoder. Choose the right file for this input.")),
-    "InST": ("inst", "embeddings.pt", "inst_style_transfer", "InST Style Token", "style_file",
-             ("annotators", "ControlNetHED.pth"), (
-                 NOT_A_STYLE_FILE, "the HED network (ControlNetHED.pth, 37 tensors: norm, block1-5). "
-                                   "Choose the right file for this input.")),
-    "textual inversion": ("inst", "learned_embeds.pt", "inst_style_transfer", "InST Style Token", "style_file",
-                          ("annotators", "sk_model.pth"), (
-                              NOT_A_STYLE_FILE, "the lineart generator (sk_model.pth or sk_model2.pth, 24 tensors: "
-                                                "model0-model4). Choose the right file for this input.")),
+    "HED": (
+        "annotators",
+        "ControlNetHED.pth",
+        "contour_preview",
+        "Contour",
+        "hed_model",
+        ("inst", "embeddings.pt"),
+        (INST_FILE, INST_FILE),
+    ),
+    "lineart": (
+        "annotators",
+        "sk_model.pth",
+        "lineart_preview",
+        "Lineart",
+        "lineart_model",
+        ("inst", "learned_embeds.pt"),
+        (TEXTUAL_INVERSION, TEXTUAL_INVERSION),
+    ),
+    "StyleShot encoder": (
+        "styleshot",
+        "style_aware_encoder.bin",
+        "styleshot_text_driven",
+        "StyleShot Loader",
+        "style_encoder",
+        ("styleshot", "styleshot_stage1_ip.bin"),
+        (
+            "{} is not a StyleShot style-aware encoder (style_aware_encoder.bin: ",
+            " It looks like a StyleShot adapter (ip.bin): choose it as the StyleShot adapter. "
+            "Choose the right file for this input.",
+        ),
+    ),
+    "StyleShot adapter": (
+        "styleshot",
+        "styleshot_stage1_ip.bin",
+        "styleshot_text_driven",
+        "StyleShot Loader",
+        "adapter",
+        ("styleshot", "style_aware_encoder.bin"),
+        (
+            "{} is not a StyleShot adapter (ip.bin: ",
+            " It looks like the StyleShot style-aware encoder (style_aware_encoder.bin): choose it "
+            "as the style encoder. Choose the right file for this input.",
+        ),
+    ),
+    "InST": (
+        "inst",
+        "embeddings.pt",
+        "inst_style_transfer",
+        "InST Style Token",
+        "style_file",
+        ("annotators", "ControlNetHED.pth"),
+        (
+            NOT_A_STYLE_FILE,
+            "the HED network (ControlNetHED.pth, 37 tensors: norm, block1-5). Choose the right file for this input.",
+        ),
+    ),
+    "textual inversion": (
+        "inst",
+        "learned_embeds.pt",
+        "inst_style_transfer",
+        "InST Style Token",
+        "style_file",
+        ("annotators", "sk_model.pth"),
+        (
+            NOT_A_STYLE_FILE,
+            "the lineart generator (sk_model.pth or sk_model2.pth, 24 tensors: "
+            "model0-model4). Choose the right file for this input.",
+        ),
+    ),
 }
 
 
@@ -81,8 +135,12 @@ def downstream(prompt, node_id):
     """The nodes that take an output of `node_id`, directly or through others."""
     found = set()
     while True:
-        more = {key for key, node in prompt.items() if key not in found and any(
-            isinstance(value, list) and value[0] in found | {node_id} for value in node["inputs"].values())}
+        more = {
+            key
+            for key, node in prompt.items()
+            if key not in found
+            and any(isinstance(value, list) and value[0] in found | {node_id} for value in node["inputs"].values())
+        }
         if not more:
             return found
         found |= more
@@ -99,8 +157,9 @@ def fails_at_its_loader(server, slot, file_name):
         server.run(prompt)
     report = str(failure.value)
     assert report.startswith("the prompt failed: "), report  # ran, not refused by validation
-    error = next(data for event, data in json.loads(report.removeprefix("the prompt failed: "))
-                 if event == "execution_error")
+    error = next(
+        data for event, data in json.loads(report.removeprefix("the prompt failed: ")) if event == "execution_error"
+    )
     assert (error["node_id"], error["node_type"]) == (loader, prompt[loader]["class_type"])
     after = downstream(prompt, loader)
     assert {key for key, node in prompt.items() if node["class_type"] in STEPPED} <= after

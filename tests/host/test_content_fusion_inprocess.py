@@ -8,9 +8,20 @@ import importlib
 
 import pytest
 import torch
+
 from fixtures import sampling, sd15_unet
-from fixtures.styleshot_nodes import (LATENT, T, Spy, apply, apply_content, binary_map, diffusers_control_image,
-                                     forward, load, tensors)
+from fixtures.styleshot_nodes import (
+    LATENT,
+    Spy,
+    T,
+    apply,
+    apply_content,
+    binary_map,
+    diffusers_control_image,
+    forward,
+    load,
+    tensors,
+)
 
 MAP = 64  # content-map side: latent 8 x 8
 
@@ -32,11 +43,12 @@ def run_control(control, model, x, context, cond_or_uncond, t=T):
     sampling = model.get_model_object("model_sampling")
     control.pre_run(model.model, lambda percent: sampling.percent_to_sigma(percent))
     sigma = sampling.sigma(torch.full((x.shape[0],), float(t)))
-    noisy = x * (sigma ** 2 + 1).sqrt()[:, None, None, None]
+    noisy = x * (sigma**2 + 1).sqrt()[:, None, None, None]
     try:
         with torch.no_grad():
-            return control.get_control(noisy, sigma, {"c_crossattn": context}, len(cond_or_uncond),
-                                       {"cond_or_uncond": list(cond_or_uncond)})
+            return control.get_control(
+                noisy, sigma, {"c_crossattn": context}, len(cond_or_uncond), {"cond_or_uncond": list(cond_or_uncond)}
+            )
     finally:
         control.cleanup()
 
@@ -69,8 +81,10 @@ def assert_same_control(result, expected):
 @pytest.fixture(scope="module")
 def content_weights(model_root):
     """The controlnet.* part of the fixture ip.bin, read with torch.load (not the pack's loader)."""
-    state = torch.load(model_root / "styleshot" / "styleshot_contour_ip.bin", map_location="cpu", mmap=True, weights_only=True)
-    return {k[len("controlnet."):]: v for k, v in state.items() if k.startswith("controlnet.")}
+    state = torch.load(
+        model_root / "styleshot" / "styleshot_contour_ip.bin", map_location="cpu", mmap=True, weights_only=True
+    )
+    return {k[len("controlnet.") :]: v for k, v in state.items() if k.startswith("controlnet.")}
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +110,9 @@ def t2i_adapter():
     import comfy.controlnet
     import comfy.t2i_adapter.adapter
 
-    adapter = comfy.t2i_adapter.adapter.Adapter(cin=3 * 64, channels=[320, 640, 1280, 1280], nums_rb=2, ksize=1, sk=True, use_conv=False)
+    adapter = comfy.t2i_adapter.adapter.Adapter(
+        cin=3 * 64, channels=[320, 640, 1280, 1280], nums_rb=2, ksize=1, sk=True, use_conv=False
+    )
     return comfy.controlnet.load_t2i_adapter(sd15_unet.randomize(adapter, 4).state_dict())
 
 
@@ -133,7 +149,8 @@ def encoder_spy(pack, styleshot):
 
 @pytest.mark.parametrize("strength", [1.0, 0.6])
 def test_one_model_call_matches_diffusers_controlnet_fed_the_style_tokens(
-        pack, sd15, patched, ip_unet, diffusers_controlnet, styleshot, style, conds, content_map, batch, strength):
+    pack, sd15, patched, ip_unet, diffusers_controlnet, styleshot, style, conds, content_map, batch, strength
+):
     x, context = batch  # rows: uncond, cond
     positive, negative = apply_content(pack, *conds, styleshot, style, content_map, strength=strength)
     control = control_of(positive)
@@ -143,10 +160,22 @@ def test_one_model_call_matches_diffusers_controlnet_fed_the_style_tokens(
     hint = content_map.movedim(-1, 1).repeat(2, 1, 1, 1)  # the same map for both halves, in [0, 1]
     timesteps = torch.full((2,), T)
     with torch.no_grad():
-        down, middle = diffusers_controlnet(x, timesteps, encoder_hidden_states=tokens, controlnet_cond=hint,
-                                            conditioning_scale=strength, return_dict=False)
-        expected = ip_unet(x, timesteps, encoder_hidden_states=context, added_cond_kwargs={"image_embeds": [tokens]},
-                           down_block_additional_residuals=down, mid_block_additional_residual=middle).sample
+        down, middle = diffusers_controlnet(
+            x,
+            timesteps,
+            encoder_hidden_states=tokens,
+            controlnet_cond=hint,
+            conditioning_scale=strength,
+            return_dict=False,
+        )
+        expected = ip_unet(
+            x,
+            timesteps,
+            encoder_hidden_states=context,
+            added_cond_kwargs={"image_embeds": [tokens]},
+            down_block_additional_residuals=down,
+            mid_block_additional_residual=middle,
+        ).sample
     result = forward(patched, x, context, [1, 0], control=run_control(control, sd15, x, context, [1, 0]))
 
     effect = (result - forward(patched, x, context, [1, 0])).abs().max().item()
@@ -159,7 +188,9 @@ def test_one_model_call_matches_diffusers_controlnet_fed_the_style_tokens(
 
 
 @pytest.mark.parametrize("cond_or_uncond", [[1, 0], [0, 1], [0], [1], [0, 0, 1]])
-def test_the_encoder_sees_the_style_tokens_of_each_chunk_and_never_the_text(sd15, style, content, content_map, encoder_spy, cond_or_uncond):
+def test_the_encoder_sees_the_style_tokens_of_each_chunk_and_never_the_text(
+    sd15, style, content, content_map, encoder_spy, cond_or_uncond
+):
     rows = 2
     x = tensors(20, rows * len(cond_or_uncond), *LATENT)
     text = tensors(21, x.shape[0], 77, 768)
@@ -172,16 +203,25 @@ def test_the_encoder_sees_the_style_tokens_of_each_chunk_and_never_the_text(sd15
 
 
 def test_a_stock_controlnet_before_or_after_it_keeps_the_text_context(
-        comfy, pack, sd15, styleshot, style, conds, content_map, stock_controlnet, encoder_spy):
+    comfy, pack, sd15, styleshot, style, conds, content_map, stock_controlnet, encoder_spy
+):
     apply_stock = comfy[0].ControlNetApplyAdvanced().apply_controlnet
     depth = binary_map(2)
     x, text = tensors(22, 2, *LATENT), tensors(23, 2, 77, 768)
     stock_spy = Spy(stock_controlnet.control_model)
     try:
-        alone_stock = run_control(control_of(apply_stock(*conds, stock_controlnet, depth, 0.8, 0.0, 1.0)[0]), sd15, x, text, [1, 0])
-        alone_ours = run_control(control_of(apply_content(pack, *conds, styleshot, style, content_map)[0]), sd15, x, text, [1, 0])
-        before = apply_content(pack, *apply_stock(*conds, stock_controlnet, depth, 0.8, 0.0, 1.0), styleshot, style, content_map)
-        after = apply_stock(*apply_content(pack, *conds, styleshot, style, content_map), stock_controlnet, depth, 0.8, 0.0, 1.0)
+        alone_stock = run_control(
+            control_of(apply_stock(*conds, stock_controlnet, depth, 0.8, 0.0, 1.0)[0]), sd15, x, text, [1, 0]
+        )
+        alone_ours = run_control(
+            control_of(apply_content(pack, *conds, styleshot, style, content_map)[0]), sd15, x, text, [1, 0]
+        )
+        before = apply_content(
+            pack, *apply_stock(*conds, stock_controlnet, depth, 0.8, 0.0, 1.0), styleshot, style, content_map
+        )
+        after = apply_stock(
+            *apply_content(pack, *conds, styleshot, style, content_map), stock_controlnet, depth, 0.8, 0.0, 1.0
+        )
         for positive, _ in (before, after):
             stock_spy.calls.clear()
             encoder_spy.calls.clear()
@@ -195,12 +235,20 @@ def test_a_stock_controlnet_before_or_after_it_keeps_the_text_context(
     assert all("control" not in entry[1] for cond in conds for entry in cond)
 
 
-def test_it_stacks_with_a_t2i_adapter(comfy, pack, sd15, styleshot, style, conds, content_map, t2i_adapter, encoder_spy):
+def test_it_stacks_with_a_t2i_adapter(
+    comfy, pack, sd15, styleshot, style, conds, content_map, t2i_adapter, encoder_spy
+):
     apply_stock = comfy[0].ControlNetApplyAdvanced().apply_controlnet
     x, text = tensors(24, 2, *LATENT), tensors(25, 2, 77, 768)
-    adapter_only = run_control(control_of(apply_stock(*conds, t2i_adapter, binary_map(3), 1.0, 0.0, 1.0)[0]), sd15, x, text, [1, 0])
-    ours_only = run_control(control_of(apply_content(pack, *conds, styleshot, style, content_map)[0]), sd15, x, text, [1, 0])
-    stacked = apply_content(pack, *apply_stock(*conds, t2i_adapter, binary_map(3), 1.0, 0.0, 1.0), styleshot, style, content_map)
+    adapter_only = run_control(
+        control_of(apply_stock(*conds, t2i_adapter, binary_map(3), 1.0, 0.0, 1.0)[0]), sd15, x, text, [1, 0]
+    )
+    ours_only = run_control(
+        control_of(apply_content(pack, *conds, styleshot, style, content_map)[0]), sd15, x, text, [1, 0]
+    )
+    stacked = apply_content(
+        pack, *apply_stock(*conds, t2i_adapter, binary_map(3), 1.0, 0.0, 1.0), styleshot, style, content_map
+    )
     encoder_spy.calls.clear()
     both = run_control(control_of(stacked[0]), sd15, x, text, [1, 0])
     assert torch.equal(encoder_spy.calls[0]["context"], torch.cat([style.uncond, style.cond]))
@@ -224,7 +272,9 @@ def hint_seen(sd15, positive, latent_size, encoder_spy):
 
 @pytest.mark.parametrize("height,width", [(64, 64), (77, 53), (101, 90), (61, 140)])
 @pytest.mark.parametrize("make_map", [binary_map, soft_map])
-def test_by_default_the_map_is_fitted_as_styleshot_prepares_it(pack, sd15, styleshot, style, conds, encoder_spy, height, width, make_map):
+def test_by_default_the_map_is_fitted_as_styleshot_prepares_it(
+    pack, sd15, styleshot, style, conds, encoder_spy, height, width, make_map
+):
     """With the latent sized from the map (Get Image Size -> Empty Latent Image: sides rounded down to
     a multiple of 8), the encoder sees exactly what StyleShot's pipeline feeds its ControlNet: the
     whole map resized with Lanczos to that size, no crop."""
@@ -235,7 +285,8 @@ def test_by_default_the_map_is_fitted_as_styleshot_prepares_it(pack, sd15, style
 
 
 def test_a_latent_of_another_size_gets_the_whole_map_as_styleshot_resizes_to_a_given_size(
-        pack, sd15, styleshot, style, conds, encoder_spy, caplog):
+    pack, sd15, styleshot, style, conds, encoder_spy, caplog
+):
     wide = soft_map(5, height=80, width=120)
     positive, _ = apply_content(pack, *conds, styleshot, style, wide)
     with caplog.at_level("WARNING"):
@@ -284,7 +335,9 @@ def test_strength_zero_returns_the_conditioning_unchanged(pack, styleshot, style
     assert positive is conds[0] and negative is conds[1]
 
 
-def test_outside_its_percent_range_the_encoder_does_not_run(pack, sd15, styleshot, style, conds, content_map, encoder_spy):
+def test_outside_its_percent_range_the_encoder_does_not_run(
+    pack, sd15, styleshot, style, conds, content_map, encoder_spy
+):
     positive, _ = apply_content(pack, *conds, styleshot, style, content_map, start=0.9, end=1.0)
     encoder_spy.calls.clear()
     assert run_control(control_of(positive), sd15, tensors(30, 2, *LATENT), tensors(31, 2, 77, 768), [1, 0]) is None
@@ -337,7 +390,9 @@ def test_an_adapter_without_content_fusion_is_refused_naming_the_releases(pack, 
 def test_batches_that_do_not_fit_are_refused(pack, sd15, styleshot, style, conds):
     three = binary_map(6, batch=3)
     positive, _ = apply_content(pack, *conds, styleshot, style, three)
-    with pytest.raises(ValueError, match="3 content maps for a latent batch of 2: give 1 content map, or one per latent"):
+    with pytest.raises(
+        ValueError, match="3 content maps for a latent batch of 2: give 1 content map, or one per latent"
+    ):
         run_control(control_of(positive), sd15, tensors(32, 4, *LATENT), tensors(33, 4, 77, 768), [1, 0])
     pair = pack.models.style_adapter.StyleTokens(cond=style.cond.repeat(2, 1, 1), uncond=style.uncond)
     with pytest.raises(ValueError, match="3 content maps and 2 styles"):

@@ -10,8 +10,9 @@ import os
 from pathlib import Path
 
 import pytest
-from fixtures.shipped_workflows import API_DIR, UI_WORKFLOWS, assert_saved_pngs, at_test_scale, load
 from PIL import Image
+
+from fixtures.shipped_workflows import API_DIR, UI_WORKFLOWS, assert_saved_pngs, at_test_scale, load
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 MISSING = []
@@ -101,7 +102,7 @@ class Frontend:
             self.problems.append(f"console error: {message.text}")
 
     def _response(self, response):
-        path = response.url[len(self.server.url):]
+        path = response.url[len(self.server.url) :]
         if response.status >= 400 and not path.startswith(OPTIONAL_USER_FILES):
             self.problems.append(f"HTTP {response.status} for {path}")
 
@@ -114,23 +115,30 @@ class Frontend:
 
     def drop(self, path):
         """Drop the file on the canvas, as a user drags it from their file manager."""
-        files = self.page.evaluate_handle("""([name, text]) => {
+        files = self.page.evaluate_handle(
+            """([name, text]) => {
             const transfer = new DataTransfer();
             transfer.items.add(new File([text], name, {type: 'application/json'}));
             return transfer;
-        }""", [path.name, path.read_text()])
+        }""",
+            [path.name, path.read_text()],
+        )
         self.page.locator("#graph-canvas").dispatch_event("drop", {"dataTransfer": files})
         self.page.wait_for_function("(name) => document.title.includes(name)", arg=path.stem)
         self.page.wait_for_load_state("networkidle")
 
     def messages(self):
         """The text of every dialog and toast on the page."""
-        return self.page.evaluate("() => [...document.querySelectorAll('.p-dialog, .p-toast-message')].map(e => e.innerText)")
+        return self.page.evaluate(
+            "() => [...document.querySelectorAll('.p-dialog, .p-toast-message')].map(e => e.innerText)"
+        )
 
     def nodes(self):
         """{id: type, registered, widget values as saved, widgets whose value the frontend would refuse
         (not one of the choices, or outside min..max), and the box it takes on the canvas, title included}."""
-        return {str(node["id"]): node for node in self.page.evaluate("""() => app.graph.nodes.map((node) => ({
+        return {
+            str(node["id"]): node
+            for node in self.page.evaluate("""() => app.graph.nodes.map((node) => ({
             id: node.id,
             type: node.type,
             registered: node.type in LiteGraph.registered_node_types,
@@ -140,7 +148,8 @@ class Frontend:
                 : typeof w.value === 'number' && (w.value < w.options?.min || w.value > w.options?.max)
             ).map((w) => `${w.name}=${w.value}`),
             box: Array.from(node.boundingRect),
-        }))""")}
+        }))""")
+        }
 
     def api_prompt(self):
         """The frontend's own UI-to-API conversion of the graph on the page."""
@@ -148,7 +157,8 @@ class Frontend:
 
     def set_widgets(self, changes):
         """Set widget values as a user edits them: {node id: {widget name: value}}."""
-        self.page.evaluate("""(changes) => {
+        self.page.evaluate(
+            """(changes) => {
             for (const [id, values] of Object.entries(changes)) {
                 const node = app.graph.getNodeById(Number(id));
                 for (const [name, value] of Object.entries(values)) {
@@ -158,11 +168,15 @@ class Frontend:
                 }
             }
             app.graph.setDirtyCanvas(true, true);
-        }""", changes)
+        }""",
+            changes,
+        )
 
     def run(self):
         """Click Run; the prompt the page posted and its id."""
-        with self.page.expect_response(lambda r: r.url.endswith("/api/prompt") and r.request.method == "POST") as posted:
+        with self.page.expect_response(
+            lambda r: r.url.endswith("/api/prompt") and r.request.method == "POST"
+        ) as posted:
             self.page.get_by_role("button", name="Run", exact=True).click()
         response = posted.value
         assert response.ok, f"the server refused the prompt the page queued: {response.text()}"
@@ -170,9 +184,12 @@ class Frontend:
 
     def executed(self, node_ids, timeout):
         """Wait until the page has heard 'executed' from the server for each of these nodes."""
-        self.page.wait_for_function("""(ids) => ids.every((id) =>
+        self.page.wait_for_function(
+            """(ids) => ids.every((id) =>
             window.styleSuiteExecuted.some((detail) => detail.display_node === id || detail.node === id))""",
-                                    arg=node_ids, timeout=timeout * 1000)
+            arg=node_ids,
+            timeout=timeout * 1000,
+        )
         return self.page.evaluate("() => window.styleSuiteExecuted")
 
     def screenshot(self, path):
@@ -195,7 +212,7 @@ def overlapping(nodes):
     pairs = []
     boxes = sorted((node_id, node["box"]) for node_id, node in nodes.items())
     for i, (a, (ax, ay, aw, ah)) in enumerate(boxes):
-        for b, (bx, by, bw, bh) in boxes[i + 1:]:
+        for b, (bx, by, bw, bh) in boxes[i + 1 :]:
             if ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah:
                 pairs.append((a, b))
     return pairs
@@ -223,7 +240,9 @@ def test_workflow_loads_converts_and_runs_in_the_frontend(frontend, screenshots,
         node = nodes[str(saved["id"])]
         assert node["registered"], f"node {saved['id']}: the frontend does not know {saved['type']}"
         assert node["widgets_values"] == saved.get("widgets_values", []), f"node {saved['id']} ({saved['type']})"
-        assert not node["refused"], f"node {saved['id']} ({saved['type']}): not a choice or out of range: {node['refused']}"
+        assert not node["refused"], (
+            f"node {saved['id']} ({saved['type']}): not a choice or out of range: {node['refused']}"
+        )
     assert frontend.messages() == []
     assert frontend.problems == []
 

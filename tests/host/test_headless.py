@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from fixtures import images
 from fixtures.comfy_server import MODEL_FOLDERS, PACK_ROOT, ComfyServer, link_pack, write_extra_model_paths
-from PIL import Image
 from style_suite.headless.local import free_port
 
 CLI = PACK_ROOT / "scripts" / "style_suite.py"
@@ -24,8 +25,14 @@ TEXT_DRIVEN_SMALL = SMALL + ["--set", "Size.width=64", "--set", "Size.height=64"
 
 
 def cli(*args, cwd, env=None, timeout=600):
-    return subprocess.run([sys.executable, str(CLI), *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env or os.environ)
+    return subprocess.run(
+        [sys.executable, str(CLI), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or os.environ,
+    )
 
 
 def write_photo(path, height, width, seed):
@@ -47,8 +54,17 @@ def photos(tmp_path_factory):
 
 
 def test_run_uploads_the_image_sets_it_by_title_and_downloads_what_the_server_saved(server, photos, tmp_path):
-    result = cli("run", "contour_preview", "--content", photos["street"], "-o", tmp_path / "out",
-                 "--server", server.url, cwd=tmp_path)
+    result = cli(
+        "run",
+        "contour_preview",
+        "--content",
+        photos["street"],
+        "-o",
+        tmp_path / "out",
+        "--server",
+        server.url,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     (saved,) = map(Path, result.stdout.split())
     assert saved.parent == tmp_path / "out" and saved.name.startswith("contour_")
@@ -61,8 +77,23 @@ def test_run_uploads_the_image_sets_it_by_title_and_downloads_what_the_server_sa
 
 
 def test_stylize_image_driven_gives_one_image_of_the_content_size(server, sd15_checkpoint, photos, tmp_path):
-    result = cli("stylize", "--style", photos["lake"], "--content", photos["street"], "--prompt", "a street",
-                 "--seed", 7, "--style-strength", 0.8, *SMALL, "--server", server.url, cwd=tmp_path)
+    result = cli(
+        "stylize",
+        "--style",
+        photos["lake"],
+        "--content",
+        photos["street"],
+        "--prompt",
+        "a street",
+        "--seed",
+        7,
+        "--style-strength",
+        0.8,
+        *SMALL,
+        "--server",
+        server.url,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     output = tmp_path / "street__lake.png"
     assert result.stdout.split() == [output.name]  # written where the command runs
@@ -72,8 +103,19 @@ def test_stylize_image_driven_gives_one_image_of_the_content_size(server, sd15_c
 
 
 def test_stylize_without_content_is_text_driven(server, sd15_checkpoint, photos, tmp_path):
-    result = cli("stylize", "--style", photos["lake"], "--prompt", "a house", *TEXT_DRIVEN_SMALL,
-                 "-o", tmp_path / "house.png", "--server", server.url, cwd=tmp_path)
+    result = cli(
+        "stylize",
+        "--style",
+        photos["lake"],
+        "--prompt",
+        "a house",
+        *TEXT_DRIVEN_SMALL,
+        "-o",
+        tmp_path / "house.png",
+        "--server",
+        server.url,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert png(tmp_path / "house.png").shape == (64, 64, 3)
 
@@ -81,8 +123,17 @@ def test_stylize_without_content_is_text_driven(server, sd15_checkpoint, photos,
 def test_a_value_comfyui_refuses_exits_non_zero_with_its_validation_text(server, photos, tmp_path):
     """A file the pack does not list, on a pack node: the node's own validation explains it (the
     headless check before posting names only files it knows, and other nodes' files)."""
-    result = cli("stylize", "--style", photos["lake"], "--set", "StyleShot Loader.adapter=ip.bin",
-                 *TEXT_DRIVEN_SMALL, "--server", server.url, cwd=tmp_path)
+    result = cli(
+        "stylize",
+        "--style",
+        photos["lake"],
+        "--set",
+        "StyleShot Loader.adapter=ip.bin",
+        *TEXT_DRIVEN_SMALL,
+        "--server",
+        server.url,
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     assert "ComfyUI refused the workflow: Prompt outputs failed validation" in result.stderr
     assert "node 2 'StyleShot Loader' (StyleSuiteStyleShotLoader)" in result.stderr
@@ -92,8 +143,17 @@ def test_a_value_comfyui_refuses_exits_non_zero_with_its_validation_text(server,
 
 
 def test_a_node_that_fails_while_running_exits_non_zero_with_its_message(server, sd15_checkpoint, photos, tmp_path):
-    result = cli("stylize", "--style", photos["lake"], "--set", "StyleShot Loader.adapter=style_aware_encoder.bin",
-                 *TEXT_DRIVEN_SMALL, "--server", server.url, cwd=tmp_path)
+    result = cli(
+        "stylize",
+        "--style",
+        photos["lake"],
+        "--set",
+        "StyleShot Loader.adapter=style_aware_encoder.bin",
+        *TEXT_DRIVEN_SMALL,
+        "--server",
+        server.url,
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     assert "node 2 'StyleShot Loader' (StyleSuiteStyleShotLoader) failed: ModelFileError:" in result.stderr
     assert "style_aware_encoder.bin is not a StyleShot adapter" in result.stderr
@@ -137,8 +197,18 @@ def test_without_a_server_it_starts_comfyui_from_comfyui_path_and_stops_it(comfy
     base, extra = _server_base(tmp_path / "comfy", model_root)
     args = f"--cpu --disable-api-nodes --base-directory {base} --extra-model-paths-config {extra}"
     env = {**os.environ, "COMFYUI_PATH": str(comfyui_path)}
-    result = cli("run", "contour_preview", "--content", photos["street"], "-o", tmp_path / "out",
-                 "--comfyui-args", args, cwd=tmp_path, env=env)
+    result = cli(
+        "run",
+        "contour_preview",
+        "--content",
+        photos["street"],
+        "-o",
+        tmp_path / "out",
+        "--comfyui-args",
+        args,
+        cwd=tmp_path,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert f"starting ComfyUI from {comfyui_path}" in result.stderr
     (saved,) = map(Path, result.stdout.split())
@@ -146,17 +216,26 @@ def test_without_a_server_it_starts_comfyui_from_comfyui_path_and_stops_it(comfy
     assert not _comfyui_processes(str(base)), "the ComfyUI it started is still running"
 
 
-def test_on_a_bare_comfyui_stylize_names_the_missing_files_and_the_command_that_fetches_them(comfyui_path, photos, tmp_path):
+def test_on_a_bare_comfyui_stylize_names_the_missing_files_and_the_command_that_fetches_them(
+    comfyui_path, photos, tmp_path
+):
     """A ComfyUI with the pack and no model file at all, as a new user has it: the real server's
     /object_info is asked, nothing is posted, and every file is named with the one command to fetch them."""
     base = tmp_path / "bare"
     base.mkdir()
     (base / "extra_model_paths.yaml").write_text("nothing:\n")
     with ComfyServer(comfyui_path, base, base / "extra_model_paths.yaml") as bare:
-        result = cli("stylize", "--style", photos["lake"], "--content", photos["street"], "--server", bare.url, cwd=tmp_path)
+        result = cli(
+            "stylize", "--style", photos["lake"], "--content", photos["street"], "--server", bare.url, cwd=tmp_path
+        )
         history = bare.get("/history")
     assert result.returncode == 1
-    files = ["v1-5-pruned-emaonly-fp16.safetensors", "style_aware_encoder.bin", "styleshot_contour_ip.bin", "ControlNetHED.pth"]
+    files = [
+        "v1-5-pruned-emaonly-fp16.safetensors",
+        "style_aware_encoder.bin",
+        "styleshot_contour_ip.bin",
+        "ControlNetHED.pth",
+    ]
     for name in files:
         assert f"- {name} (node " in result.stderr, result.stderr
     assert f"python scripts/style_suite.py models --download {' '.join(files)}" in result.stderr
@@ -165,14 +244,24 @@ def test_on_a_bare_comfyui_stylize_names_the_missing_files_and_the_command_that_
 
 # --- batch ----------------------------------------------------------------------------------------
 
+
 def _two_outputs_workflow(path: Path) -> Path:
     """A cheap workflow with the stylize titles: saves the style image and the content's contour."""
     prompt = {
         "1": {"class_type": "LoadImage", "inputs": {"image": "example.png"}, "_meta": {"title": "Style image"}},
         "2": {"class_type": "LoadImage", "inputs": {"image": "example.png"}, "_meta": {"title": "Content image"}},
-        "3": {"class_type": "StyleSuiteStyleShotContour", "_meta": {"title": "Contour"},
-              "inputs": {"image": ["2", 0], "hed_model": "ControlNetHED.pth", "threshold": 200, "dilate_size": 3,
-                         "dilate_iterations": 1, "resolution": 0}},
+        "3": {
+            "class_type": "StyleSuiteStyleShotContour",
+            "_meta": {"title": "Contour"},
+            "inputs": {
+                "image": ["2", 0],
+                "hed_model": "ControlNetHED.pth",
+                "threshold": 200,
+                "dilate_size": 3,
+                "dilate_iterations": 1,
+                "resolution": 0,
+            },
+        },
         "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "batch/map"}},
         "5": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "batch/style"}},
     }
@@ -201,15 +290,33 @@ def _prompts_run(comfy) -> int:
 def test_batch_runs_every_pair_spread_over_the_servers(server, second_server, inputs, tmp_path):
     workflow = _two_outputs_workflow(tmp_path / "two_outputs.json")
     before = _prompts_run(server), _prompts_run(second_server)
-    result = cli("batch", "--styles", tmp_path / "styles", "--contents", tmp_path / "contents", "-o", tmp_path / "out",
-                 "--workflow", workflow, "--server", server.url, "--server", second_server.url, "--per-server", 1,
-                 cwd=tmp_path)
+    result = cli(
+        "batch",
+        "--styles",
+        tmp_path / "styles",
+        "--contents",
+        tmp_path / "contents",
+        "-o",
+        tmp_path / "out",
+        "--workflow",
+        workflow,
+        "--server",
+        server.url,
+        "--server",
+        second_server.url,
+        "--per-server",
+        1,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "6 done, 0 skipped, 0 failed" in result.stderr
     contents, styles = inputs
     for content in contents:
         for style in styles:
-            first, second = tmp_path / "out" / f"{content.stem}__{style.stem}.png", tmp_path / "out" / f"{content.stem}__{style.stem}-2.png"
+            first, second = (
+                tmp_path / "out" / f"{content.stem}__{style.stem}.png",
+                tmp_path / "out" / f"{content.stem}__{style.stem}-2.png",
+            )
             shapes = {png(first).shape, png(second).shape}
             assert shapes == {(48, 64 + 8 * int(content.stem[1]), 3), (40, 40, 3)}  # its map and its style
     ran = _prompts_run(server) - before[0], _prompts_run(second_server) - before[1]
@@ -220,8 +327,23 @@ def test_batch_runs_every_pair_spread_over_the_servers(server, second_server, in
 def test_a_batch_resumes_after_an_interruption(server, inputs, tmp_path):
     workflow = _two_outputs_workflow(tmp_path / "two_outputs.json")
     out = tmp_path / "out"
-    args = [sys.executable, str(CLI), "batch", "--styles", tmp_path / "styles", "--contents", tmp_path / "contents",
-            "-o", out, "--workflow", workflow, "--server", server.url, "--per-server", 1]
+    args = [
+        sys.executable,
+        str(CLI),
+        "batch",
+        "--styles",
+        tmp_path / "styles",
+        "--contents",
+        tmp_path / "contents",
+        "-o",
+        out,
+        "--workflow",
+        workflow,
+        "--server",
+        server.url,
+        "--per-server",
+        1,
+    ]
     first_run = subprocess.Popen(list(map(str, args)), cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while not list(out.glob("c*__s?.png")) and time.monotonic() < deadline:
@@ -242,8 +364,22 @@ def test_a_batch_reports_what_failed_and_runs_the_rest(server, inputs, tmp_path)
     workflow = _two_outputs_workflow(tmp_path / "two_outputs.json")
     (tmp_path / "styles" / "s9.png").write_bytes(b"not an image")
     dead = f"http://127.0.0.1:{free_port()}"
-    result = cli("batch", "--styles", tmp_path / "styles", "--contents", tmp_path / "contents" / "c0.png",
-                 "-o", tmp_path / "out", "--workflow", workflow, "--server", dead, "--server", server.url, cwd=tmp_path)
+    result = cli(
+        "batch",
+        "--styles",
+        tmp_path / "styles",
+        "--contents",
+        tmp_path / "contents" / "c0.png",
+        "-o",
+        tmp_path / "out",
+        "--workflow",
+        workflow,
+        "--server",
+        dead,
+        "--server",
+        server.url,
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     assert "2 done, 0 skipped, 1 failed" in result.stderr
     assert f"{dead}: could not reach ComfyUI" in result.stderr  # its jobs went to the live server

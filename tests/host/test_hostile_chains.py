@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fixtures.comfy_server import MODEL_FOLDERS, ComfyServer, write_extra_model_paths
-from fixtures.shipped_workflows import API_DIR, at_test_scale, load, node_id, saved_pngs, titled
-from fixtures.styleshot import content_fusion_layout, random_tensors
 from PIL import Image
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
+
+from fixtures.comfy_server import MODEL_FOLDERS, ComfyServer, write_extra_model_paths
+from fixtures.shipped_workflows import API_DIR, at_test_scale, load, node_id, saved_pngs, titled
+from fixtures.styleshot import content_fusion_layout, random_tensors
 
 TEST_NODES = Path(__file__).resolve().parents[1] / "fixtures" / "chain_test_nodes"
 STOCK_CONTROLNET = "stock_sd15_controlnet.safetensors"
@@ -106,8 +107,15 @@ def full_chain():
     token = add(prompt, titled(inst, "InST Style Token"), clip_vision=vision, style_image=style_image)
     positive = add(prompt, titled(inst, "Prompt"), "InST prompt", clip=[checkpoint, 1], token=token, text=TEXT)
     content_map = add(prompt, titled(contour, "Contour"), image=add(prompt, titled(contour, "Content image")))
-    content = add(prompt, titled(contour, "StyleShot Apply Content"), positive=positive,
-                  negative=out(prompt, "Negative prompt"), styleshot=loader, style=style, content_map=content_map)
+    content = add(
+        prompt,
+        titled(contour, "StyleShot Apply Content"),
+        positive=positive,
+        negative=out(prompt, "Negative prompt"),
+        styleshot=loader,
+        style=style,
+        content_map=content_map,
+    )
     titled(prompt, "Sampler")["inputs"].update(model=model, positive=content, negative=[content[0], 1])
     titled(prompt, "ChainTestModelProbe")["inputs"]["model"] = model
     return prompt
@@ -125,7 +133,7 @@ def bypassed(prompt, titles, object_info):
             names = [*info["input_order"]["required"], *info["input_order"].get("optional", [])]
             types = {**info["input"]["required"], **info["input"].get("optional", {})}
             wanted = info["output"][link[1]]
-            candidates = names[link[1]:link[1] + 1] + names  # the output's own index first
+            candidates = names[link[1] : link[1] + 1] + names  # the output's own index first
             name = next((n for n in candidates if types[n][0] == wanted), None)
             link = node["inputs"].get(name) if isinstance(node["inputs"].get(name), list) else None
         return link
@@ -157,10 +165,16 @@ def with_stock_controlnet(prompt, before):
     """A stock ControlNet (Apply ControlNet on the content image) chained before or after Apply Content."""
     prompt = copy.deepcopy(prompt)
     downstream = titled(prompt, "StyleShot Apply Content" if before else "Sampler")
-    apply = core("ControlNetApplyAdvanced", positive=downstream["inputs"]["positive"],
-                 negative=downstream["inputs"]["negative"],
-                 control_net=add(prompt, core("ControlNetLoader", control_net_name=STOCK_CONTROLNET)),
-                 image=out(prompt, "Content image"), strength=1.0, start_percent=0.0, end_percent=1.0)
+    apply = core(
+        "ControlNetApplyAdvanced",
+        positive=downstream["inputs"]["positive"],
+        negative=downstream["inputs"]["negative"],
+        control_net=add(prompt, core("ControlNetLoader", control_net_name=STOCK_CONTROLNET)),
+        image=out(prompt, "Content image"),
+        strength=1.0,
+        start_percent=0.0,
+        end_percent=1.0,
+    )
     stock = add(prompt, apply, "Stock ControlNet")
     downstream["inputs"].update(positive=stock, negative=[stock[0], 1])
     return prompt
@@ -227,7 +241,10 @@ def test_runs_after_the_pack_nodes_are_deleted_or_bypassed_equal_a_graph_that_ne
     assert first.probe == CLEAN
 
     chain = run(server, full_chain())
-    assert chain.probe["changed_norms"] == 61 and chain.probe["patches_replace"] == ["attn1", "attn2"]  # the probe sees patches
+    assert chain.probe["changed_norms"] == 61 and chain.probe["patches_replace"] == [
+        "attn1",
+        "attn2",
+    ]  # the probe sees patches
     assert not torch.equal(chain.latent, first.latent)
 
     deleted = run(server, plain())
@@ -239,7 +256,9 @@ def test_runs_after_the_pack_nodes_are_deleted_or_bypassed_equal_a_graph_that_ne
     assert not torch.equal(run(server, with_everything).latent, first.latent)
 
     bypass = bypassed(without_inst(full_chain()), PACK_NODES, object_info)
-    assert titled(bypass, "Sampler")["inputs"] == titled(plain(), "Sampler")["inputs"]  # A's wiring, as the frontend sends it
+    assert (
+        titled(bypass, "Sampler")["inputs"] == titled(plain(), "Sampler")["inputs"]
+    )  # A's wiring, as the frontend sends it
     result = run(server, bypass)
     assert "Sampler" not in result.cached and "Load Checkpoint" in result.cached
     assert same(result, first) and result.probe == CLEAN

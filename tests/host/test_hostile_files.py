@@ -4,22 +4,66 @@ a shell command, fails at that node with the pack's refusal naming the file, and
 ran in the server. (The full matrix of containers and lying headers: tests/unit/test_hostile_files.py.)"""
 
 import pytest
+
 from fixtures.payload import Command, save_payload
 from fixtures.shipped_workflows import API_DIR, at_test_scale, load, titled
 
 # slot: (folder, file name, how it is stored, its content given the payload, workflow, node title, input)
 SLOTS = {
-    "HED": ("annotators", "payload_hed.pth", "torch zip", lambda p: {"norm": p}, "contour_preview", "Contour", "hed_model"),
-    "lineart": ("annotators", "payload_lineart.pth", "torch legacy", lambda p: {"model0.1.weight": p},
-                "lineart_preview", "Lineart", "lineart_model"),
-    "StyleShot encoder": ("styleshot", "payload_encoder.bin", "pickle protocol 2", lambda p: {"cnn.0.conv_in.weight": p},
-                          "styleshot_text_driven", "StyleShot Loader", "style_encoder"),
-    "StyleShot adapter": ("styleshot", "payload_ip.bin", "torch zip", lambda p: {"adapter_modules.1.to_k_ip.weight": p},
-                          "styleshot_text_driven", "StyleShot Loader", "adapter"),
-    "InST": ("inst", "payload_embeddings.pt", "torch zip", lambda p: {"string_to_token": {"*": 265}, "attention": p},
-             "inst_style_transfer", "InST Style Token", "style_file"),
-    "textual inversion": ("inst", "payload_learned_embeds.pt", "torch legacy", lambda p: {"string_to_param": {"*": p}},
-                          "inst_style_transfer", "InST Style Token", "style_file"),
+    "HED": (
+        "annotators",
+        "payload_hed.pth",
+        "torch zip",
+        lambda p: {"norm": p},
+        "contour_preview",
+        "Contour",
+        "hed_model",
+    ),
+    "lineart": (
+        "annotators",
+        "payload_lineart.pth",
+        "torch legacy",
+        lambda p: {"model0.1.weight": p},
+        "lineart_preview",
+        "Lineart",
+        "lineart_model",
+    ),
+    "StyleShot encoder": (
+        "styleshot",
+        "payload_encoder.bin",
+        "pickle protocol 2",
+        lambda p: {"cnn.0.conv_in.weight": p},
+        "styleshot_text_driven",
+        "StyleShot Loader",
+        "style_encoder",
+    ),
+    "StyleShot adapter": (
+        "styleshot",
+        "payload_ip.bin",
+        "torch zip",
+        lambda p: {"adapter_modules.1.to_k_ip.weight": p},
+        "styleshot_text_driven",
+        "StyleShot Loader",
+        "adapter",
+    ),
+    "InST": (
+        "inst",
+        "payload_embeddings.pt",
+        "torch zip",
+        lambda p: {"string_to_token": {"*": 265}, "attention": p},
+        "inst_style_transfer",
+        "InST Style Token",
+        "style_file",
+    ),
+    "textual inversion": (
+        "inst",
+        "payload_learned_embeds.pt",
+        "torch legacy",
+        lambda p: {"string_to_param": {"*": p}},
+        "inst_style_transfer",
+        "InST Style Token",
+        "style_file",
+    ),
 }
 
 
@@ -46,6 +90,9 @@ def test_a_file_that_would_run_a_command_fails_its_node_and_never_runs(server, p
     with pytest.raises(AssertionError) as failure:
         server.run(prompt)
     message = str(failure.value)
-    assert f"{name} was refused: it asks for posix.system, which a weights file never needs; nothing from it was run" in message
+    assert (
+        f"{name} was refused: it asks for posix.system, which a weights file never needs; nothing from it was run"
+        in message
+    )
     assert f'"node_type": "{titled(prompt, title)["class_type"]}"' in message  # failed at the loader, before sampling
     assert not payloads.exists()

@@ -7,6 +7,7 @@ cases: tests/unit/test_hostile_images.py.)"""
 
 import pytest
 import torch
+
 from fixtures import images
 from fixtures.sampling import ksample, prompt, relative
 from fixtures.style_aligned_nodes import align
@@ -30,7 +31,9 @@ def styled(pack, sd15, styleshot, style):
 
 
 @pytest.mark.parametrize("size", SMALL_LATENTS, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_small_latents_sample_finite_with_every_feature_acting(comfy, pack, sd15, styleshot, style, styled, conds, size):
+def test_small_latents_sample_finite_with_every_feature_acting(
+    comfy, pack, sd15, styleshot, style, styled, conds, size
+):
     """At 8x8 the middle block has one token; at 1x1 every block does."""
     plain = ksample(comfy, sd15, *conds, latent(2, size))
     with_style = ksample(comfy, styled, *conds, latent(2, size))
@@ -53,9 +56,15 @@ def test_masks_of_any_size_are_fitted_to_each_layer(comfy, pack, sd15, styleshot
     half[:, :, :48] = 1
     out = ksample(comfy, apply(pack, sd15, styleshot, style, mask=half), *conds, x)
     assert torch.isfinite(out).all() and relative(out, plain) > 1e-3 and relative(out, full) > 1e-3
-    with pytest.raises(ValueError, match="the attention mask has 3 masks but the latent batch has 2 images: use 1 mask or one per latent"):
+    with pytest.raises(
+        ValueError,
+        match="the attention mask has 3 masks but the latent batch has 2 images: use 1 mask or one per latent",
+    ):
         ksample(comfy, apply(pack, sd15, styleshot, style, mask=torch.ones(3, 8, 8)), *conds, x)
-    with pytest.raises(ValueError, match=r"attn_mask must be a MASK shaped \[height, width\] or \[batch, height, width\], got \(1, 0, 8\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"attn_mask must be a MASK shaped \[height, width\] or \[batch, height, width\], got \(1, 0, 8\)",
+    ):
         apply(pack, sd15, styleshot, style, mask=torch.ones(1, 0, 8))
 
 
@@ -83,9 +92,11 @@ def test_an_empty_style_batch_is_refused(pack, styleshot):
 
 def test_preprocessor_nodes_on_one_pixel_images(comfy):
     image = images.comfy_image(images.photo(1, 1, 7))
-    for key, model, options in [("StyleSuiteStyleShotContour", "ControlNetHED.pth", (200, 3, 1, 0)),
-                                ("StyleSuiteHEDSoftEdges", "ControlNetHED.pth", (False, 0)),
-                                ("StyleSuiteLineart", "sk_model.pth", (False, 0))]:
+    for key, model, options in [
+        ("StyleSuiteStyleShotContour", "ControlNetHED.pth", (200, 3, 1, 0)),
+        ("StyleSuiteHEDSoftEdges", "ControlNetHED.pth", (False, 0)),
+        ("StyleSuiteLineart", "sk_model.pth", (False, 0)),
+    ]:
         (out,) = comfy[1].NODE_CLASS_MAPPINGS[key]().detect(image, model, *options)
         assert out.shape == (1, 1, 1, 3) and torch.isfinite(out).all()
 

@@ -12,6 +12,7 @@
 
 import pytest
 import torch
+
 from fixtures import sd15_unet
 from fixtures.sampling import ksample, prompt, recorded, relative
 from fixtures.style_aligned_nodes import align
@@ -37,23 +38,51 @@ def tiny_dit(kind, seed=0):
     import comfy.supported_models
 
     if kind == "sd3":
-        config = comfy.supported_models.SD3({
-            "in_channels": 16, "patch_size": 2, "depth": 2, "input_size": None, "adm_in_channels": 64,
-            "context_embedder_config": {"target": "torch.nn.Linear", "params": {"in_features": 4096, "out_features": 128}},
-            "pos_embed_max_size": 16, "num_patches": 256, "pos_embed_scaling_factor": None, "x_block_self_attn_layers": [],
-        })
+        config = comfy.supported_models.SD3(
+            {
+                "in_channels": 16,
+                "patch_size": 2,
+                "depth": 2,
+                "input_size": None,
+                "adm_in_channels": 64,
+                "context_embedder_config": {
+                    "target": "torch.nn.Linear",
+                    "params": {"in_features": 4096, "out_features": 128},
+                },
+                "pos_embed_max_size": 16,
+                "num_patches": 256,
+                "pos_embed_scaling_factor": None,
+                "x_block_self_attn_layers": [],
+            }
+        )
     elif kind == "flux":
-        config = comfy.supported_models.Flux({
-            "image_model": "flux", "guidance_embed": True, "in_channels": 16, "out_channels": 16, "vec_in_dim": 64,
-            "context_in_dim": 4096, "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2, "depth": 1,
-            "depth_single_blocks": 1, "axes_dim": [8, 12, 12], "theta": 10000, "patch_size": 2, "qkv_bias": True,
-            "txt_ids_dims": [],
-        })
+        config = comfy.supported_models.Flux(
+            {
+                "image_model": "flux",
+                "guidance_embed": True,
+                "in_channels": 16,
+                "out_channels": 16,
+                "vec_in_dim": 64,
+                "context_in_dim": 4096,
+                "hidden_size": 64,
+                "mlp_ratio": 4.0,
+                "num_heads": 2,
+                "depth": 1,
+                "depth_single_blocks": 1,
+                "axes_dim": [8, 12, 12],
+                "theta": 10000,
+                "patch_size": 2,
+                "qkv_bias": True,
+                "txt_ids_dims": [],
+            }
+        )
     else:
         raise ValueError(kind)
     config.set_inference_dtype(torch.float32, None)
     cpu = torch.device("cpu")
-    return comfy.model_patcher.ModelPatcher(sd15_unet.randomize(config.get_model({}), seed), load_device=cpu, offload_device=cpu)
+    return comfy.model_patcher.ModelPatcher(
+        sd15_unet.randomize(config.get_model({}), seed), load_device=cpu, offload_device=cpu
+    )
 
 
 def other_model(kind):
@@ -74,8 +103,10 @@ ARCHITECTURE = {"sd2": "SD20", "sdxl": "SDXL", "sd3": "SD3", "flux": "Flux"}  # 
 
 def sd1_refusal(feature, kind):
     """require_sd1's sentence: the node, what it needs, what this MODEL is, what to do."""
-    return (rf"^{feature} needs an SD1\.x model \(like SD1\.5: 16 cross-attention layers reading 768-wide text "
-            rf"tokens\), but this MODEL is {ARCHITECTURE[kind]}\b.*: load an SD1\.5-based checkpoint\.$")
+    return (
+        rf"^{feature} needs an SD1\.x model \(like SD1\.5: 16 cross-attention layers reading 768-wide text "
+        rf"tokens\), but this MODEL is {ARCHITECTURE[kind]}\b.*: load an SD1\.5-based checkpoint\.$"
+    )
 
 
 def invert(pack, model, positive, latent):
@@ -115,13 +146,18 @@ def test_style_aligned_nodes_refuse_diffusion_transformers(pack, kind):
     calls = {
         "StyleAligned Batch Align": lambda: align(pack, model),
         "StyleAligned Invert Reference": lambda: aligned_node(pack, "InvertReference").invert(
-            model, positive, negative, latent, 3, "ddim_uniform", 2.0),
+            model, positive, negative, latent, 3, "ddim_uniform", 2.0
+        ),
         "StyleAligned Reference Apply": lambda: aligned_node(pack, "ReferenceApply").apply(
-            model, positive, negative, latent, "renoise", 5, reference_latent=latent),
+            model, positive, negative, latent, "renoise", 5, reference_latent=latent
+        ),
     }
     for feature, call in calls.items():
-        with pytest.raises(ValueError, match=rf"^{feature} works on Stable Diffusion UNet models \(SD1\.x, SD2\.x, SDXL\), "
-                                             rf"but this MODEL is {found}, .* Load an SD1\.5 or SDXL checkpoint\.$"):
+        with pytest.raises(
+            ValueError,
+            match=rf"^{feature} works on Stable Diffusion UNet models \(SD1\.x, SD2\.x, SDXL\), "
+            rf"but this MODEL is {found}, .* Load an SD1\.5 or SDXL checkpoint\.$",
+        ):
             call()
     assert "patches_replace" not in model.model_options["transformer_options"] and not model.object_patches
 
@@ -149,12 +185,17 @@ def lora(unets, tmp_path_factory):
     import folder_paths
     from safetensors.torch import save_file
 
-    layers = [(name, module) for name, module in unets[0].named_modules()
-              if ".transformer_blocks." in name and ".attn" in name and isinstance(module, torch.nn.Linear)]
+    layers = [
+        (name, module)
+        for name, module in unets[0].named_modules()
+        if ".transformer_blocks." in name and ".attn" in name and isinstance(module, torch.nn.Linear)
+    ]
     state = {}
     for i, (name, layer) in enumerate(layers):
         key = "lora_unet_" + name.replace(".", "_")
-        state[f"{key}.lora_down.weight"] = tensors(100 + 2 * i, LORA_RANK, layer.in_features).half() / layer.in_features ** 0.5
+        state[f"{key}.lora_down.weight"] = (
+            tensors(100 + 2 * i, LORA_RANK, layer.in_features).half() / layer.in_features**0.5
+        )
         state[f"{key}.lora_up.weight"] = tensors(101 + 2 * i, layer.out_features, LORA_RANK).half() * 0.3
         state[f"{key}.alpha"] = torch.tensor(float(LORA_RANK)).half()
     folder = tmp_path_factory.mktemp("loras")
@@ -188,16 +229,22 @@ def latent(rows=ROWS):
     return {"samples": torch.zeros(rows, 4, SIZE, SIZE)}
 
 
-def test_a_lora_model_takes_apply_style_in_either_order_and_keeps_its_lora(comfy, pack, sd15, lora_sd15, lora, styleshot, style, conds):
+def test_a_lora_model_takes_apply_style_in_either_order_and_keeps_its_lora(
+    comfy, pack, sd15, lora_sd15, lora, styleshot, style, conds
+):
     lora_then_style = ksample(comfy, apply(pack, lora_sd15, styleshot, style), *conds, latent())
     style_then_lora = ksample(comfy, with_lora(comfy, apply(pack, sd15, styleshot, style), lora), *conds, latent())
     assert torch.isfinite(lora_then_style).all()
     assert torch.equal(lora_then_style, style_then_lora)  # weight patches and attn2 patches commute exactly
-    assert relative(lora_then_style, ksample(comfy, apply(pack, sd15, styleshot, style), *conds, latent())) > 1e-2  # the LoRA acts
+    assert (
+        relative(lora_then_style, ksample(comfy, apply(pack, sd15, styleshot, style), *conds, latent())) > 1e-2
+    )  # the LoRA acts
     assert relative(lora_then_style, ksample(comfy, lora_sd15, *conds, latent())) > 1e-2  # the style acts
 
 
-def test_a_lora_model_samples_with_apply_content_and_keeps_its_lora(comfy, pack, sd15, lora_sd15, styleshot, style, conds, content_map):
+def test_a_lora_model_samples_with_apply_content_and_keeps_its_lora(
+    comfy, pack, sd15, lora_sd15, styleshot, style, conds, content_map
+):
     content = apply_content(pack, *conds, styleshot, style, content_map)
     out = ksample(comfy, lora_sd15, *content, latent())
     assert torch.isfinite(out).all()
@@ -231,7 +278,7 @@ def layout(comfy, name):
         (second,) = nodes.ConditioningSetArea().append(second, *AREA, 1.0)
     elif name == "mask":
         right = torch.zeros(1, 8 * SIZE, 8 * SIZE)
-        right[..., 4 * SIZE:] = 1
+        right[..., 4 * SIZE :] = 1
         (second,) = nodes.ConditioningSetMask().append(second, right, "default", 1.0)
     (positive,) = nodes.ConditioningCombine().combine(positive, second)
     return positive, negative, 4.0
@@ -277,7 +324,9 @@ EXPECTED_CALLS = {  # 0 = a positive cond, 1 = the negative; each call's latent 
 
 @pytest.mark.parametrize("feature", FEATURES)
 @pytest.mark.parametrize("name", LAYOUTS)
-def test_each_feature_acts_in_each_batch_layout(comfy, pack, sd15, styleshot, style, content_map, plain_runs, name, feature):
+def test_each_feature_acts_in_each_batch_layout(
+    comfy, pack, sd15, styleshot, style, content_map, plain_runs, name, feature
+):
     positive, negative, cfg = layout(comfy, name)
     model, positive, negative = with_feature(pack, feature, sd15, positive, negative, styleshot, style, content_map)
     model, recorder = recorded(model)
@@ -291,7 +340,9 @@ def test_each_feature_acts_in_each_batch_layout(comfy, pack, sd15, styleshot, st
 
 
 @pytest.mark.parametrize("feature", FEATURES)
-def test_a_batch_split_for_memory_gives_the_same_result(comfy, pack, sd15, styleshot, style, content_map, feature, monkeypatch):
+def test_a_batch_split_for_memory_gives_the_same_result(
+    comfy, pack, sd15, styleshot, style, content_map, feature, monkeypatch
+):
     """ComfyUI runs conds in separate UNet calls when their batch would not fit (comfy.samplers
     _calc_cond_batch asks model.memory_required): each feature must not depend on the grouping."""
     positive, negative, cfg = layout(comfy, "two positive conds")
@@ -309,8 +360,9 @@ def test_a_batch_split_for_memory_gives_the_same_result(comfy, pack, sd15, style
 
 
 @pytest.mark.parametrize("map_fit", ["stretch, Lanczos (StyleShot)", "centre crop, nearest (ComfyUI)"])
-def test_an_area_cond_gets_the_whole_content_map_fitted_to_its_area(comfy, pack, sd15, styleshot, style, content_map,
-                                                                     map_fit, caplog):
+def test_an_area_cond_gets_the_whole_content_map_fitted_to_its_area(
+    comfy, pack, sd15, styleshot, style, content_map, map_fit, caplog
+):
     """An area cond's UNet call gets only the area's crop of the latent, and the map is fitted to each
     call's latent: so an area sees the whole content map fitted to it (stretched, as StyleShot's
     pipeline resizes to a given size, or its centre, as any ComfyUI ControlNet crops), not the part
@@ -330,10 +382,10 @@ def test_an_area_cond_gets_the_whole_content_map_fitted_to_its_area(comfy, pack,
     assert torch.equal(hints[(8 * SIZE, 8 * SIZE)][:1], whole)
     area_hint = hints[(AREA[1], width)]
     if map_fit.startswith("centre"):
-        fitted = whole[..., (whole.shape[-1] - width) // 2:(whole.shape[-1] + width) // 2]
+        fitted = whole[..., (whole.shape[-1] - width) // 2 : (whole.shape[-1] + width) // 2]
     else:
         fitted = diffusers_control_image(content_map, height=AREA[1], width=width)
     assert torch.equal(area_hint, fitted.expand_as(area_hint))
-    assert not torch.equal(area_hint[:1], whole[..., AREA[2]:AREA[2] + width])  # not the part under the area
+    assert not torch.equal(area_hint[:1], whole[..., AREA[2] : AREA[2] + width])  # not the part under the area
     assert f"the content map is {8 * SIZE}x{8 * SIZE} but the latent is {AREA[0]}x{AREA[1]}" in caplog.text
     assert "an area gets the whole map fitted to it" in caplog.text

@@ -8,18 +8,47 @@ import json
 import shutil
 
 import pytest
+
 from fixtures.shipped_workflows import API_DIR, at_test_scale, load, titled
 
 # input: (node class, model folder, the shipped file it takes, workflow, title of its node)
 INPUTS = {
-    "Contour hed_model": ("StyleSuiteStyleShotContour", "annotators", "ControlNetHED.pth", "contour_preview", "Contour"),
-    "HED Soft Edges hed_model": ("StyleSuiteHEDSoftEdges", "annotators", "ControlNetHED.pth", "contour_preview", "Contour"),
+    "Contour hed_model": (
+        "StyleSuiteStyleShotContour",
+        "annotators",
+        "ControlNetHED.pth",
+        "contour_preview",
+        "Contour",
+    ),
+    "HED Soft Edges hed_model": (
+        "StyleSuiteHEDSoftEdges",
+        "annotators",
+        "ControlNetHED.pth",
+        "contour_preview",
+        "Contour",
+    ),
     "Lineart lineart_model": ("StyleSuiteLineart", "annotators", "sk_model.pth", "lineart_preview", "Lineart"),
-    "StyleShot Loader style_encoder": ("StyleSuiteStyleShotLoader", "styleshot", "style_aware_encoder.bin",
-                                       "styleshot_text_driven", "StyleShot Loader"),
-    "StyleShot Loader adapter": ("StyleSuiteStyleShotLoader", "styleshot", "styleshot_contour_ip.bin",
-                                 "styleshot_text_driven", "StyleShot Loader"),
-    "InST Style Token style_file": ("StyleSuiteInSTStyleToken", "inst", "embeddings.pt", "inst_style_transfer", "InST Style Token"),
+    "StyleShot Loader style_encoder": (
+        "StyleSuiteStyleShotLoader",
+        "styleshot",
+        "style_aware_encoder.bin",
+        "styleshot_text_driven",
+        "StyleShot Loader",
+    ),
+    "StyleShot Loader adapter": (
+        "StyleSuiteStyleShotLoader",
+        "styleshot",
+        "styleshot_contour_ip.bin",
+        "styleshot_text_driven",
+        "StyleShot Loader",
+    ),
+    "InST Style Token style_file": (
+        "StyleSuiteInSTStyleToken",
+        "inst",
+        "embeddings.pt",
+        "inst_style_transfer",
+        "InST Style Token",
+    ),
 }
 SOFT_EDGES_INPUTS = {"safe": False, "resolution": 0}  # HED Soft Edges in place of Contour
 
@@ -47,7 +76,10 @@ def outside(model_root, tmp_path_factory):
         original = model_root / model_folder / name
         for copy in (folder / name, model_root / "clip_vision" / f"copy_{name}"):
             shutil.copyfile(original, copy)
-        for link, target in ((f"out_{name}", folder / name), (f"in_{name}", model_root / "clip_vision" / f"copy_{name}")):
+        for link, target in (
+            (f"out_{name}", folder / name),
+            (f"in_{name}", model_root / "clip_vision" / f"copy_{name}"),
+        ):
             path = model_root / model_folder / link
             if not path.is_symlink():
                 path.symlink_to(target)
@@ -79,7 +111,10 @@ def test_a_link_out_of_the_model_folders_is_refused_and_a_link_between_them_work
     listed = server.get(f"/models/{folder}")
     assert f"out_{name}" in listed and f"in_{name}" in listed  # ComfyUI lists links: the check is ours
     details = refusal(server, prompt_with(key, f"out_{name}"))
-    assert f"'out_{name}' in the '{folder}' model folder is a link to {outside / name}, outside every model folder" in details
+    assert (
+        f"'out_{name}' in the '{folder}' model folder is a link to {outside / name}, outside every model folder"
+        in details
+    )
     assert "extra_model_paths.yaml" in details
     server.run(prompt_with(key, f"in_{name}"))  # linking big files in from another model folder keeps working
 
@@ -91,8 +126,10 @@ def test_a_name_that_arrives_through_a_link_is_checked_when_it_arrives(server, o
     prompt = prompt_with(key, ["escape_switch", 0])
     posted = f"../../{outside.name}/{INPUTS[key][2]}"
     prompt["escape_name"] = {"class_type": "CustomCombo", "inputs": {"choice": posted}}
-    prompt["escape_switch"] = {"class_type": "ComfySwitchNode",
-                               "inputs": {"switch": True, "on_true": ["escape_name", 0], "on_false": ["escape_name", 0]}}
+    prompt["escape_switch"] = {
+        "class_type": "ComfySwitchNode",
+        "inputs": {"switch": True, "on_true": ["escape_name", 0], "on_false": ["escape_name", 0]},
+    }
     with pytest.raises(AssertionError) as failure:
         server.run(prompt)
     message = str(failure.value)

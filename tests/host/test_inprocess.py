@@ -5,6 +5,7 @@ import asyncio
 import numpy as np
 import pytest
 import torch
+
 from fixtures import images, reference
 from fixtures.annotators import hed_state_dict
 
@@ -69,6 +70,7 @@ def test_the_pack_refuses_to_load_on_a_comfyui_older_than_it_needs(comfy, monkey
     """The `comfy` fixture loaded it on this ComfyUI (0.8.0); with the version set lower, loading
     fails before any node registers, and ComfyUI's log says what to do."""
     import comfyui_version
+
     from fixtures.comfy_server import link_pack
 
     comfy_nodes, _ = comfy
@@ -77,7 +79,9 @@ def test_the_pack_refuses_to_load_on_a_comfyui_older_than_it_needs(comfy, monkey
         monkeypatch.setattr(comfyui_version, "__version__", version)
         with caplog.at_level("WARNING"):
             assert not asyncio.run(comfy_nodes.load_custom_node(str(link_pack(tmp_path / version))))
-        assert f"Style Suite needs ComfyUI 0.3.11 or newer, and this ComfyUI is {version}: update ComfyUI" in caplog.text
+        assert (
+            f"Style Suite needs ComfyUI 0.3.11 or newer, and this ComfyUI is {version}: update ComfyUI" in caplog.text
+        )
     assert comfy_nodes.NODE_CLASS_MAPPINGS == registered
 
 
@@ -97,7 +101,9 @@ def test_progress_counts_each_image_once_and_cancel_is_honoured(comfy, progress_
 
 def test_a_lineart_file_in_the_hed_slot_names_the_expected_layout(comfy):
     with pytest.raises(ValueError, match="sk_model.pth is not a HED network.*looks like the lineart generator"):
-        node(comfy, "StyleSuiteStyleShotContour")().detect(images.comfy_image(images.photo(8, 8)), "sk_model.pth", 200, 3, 1, 0)
+        node(comfy, "StyleSuiteStyleShotContour")().detect(
+            images.comfy_image(images.photo(8, 8)), "sk_model.pth", 200, 3, 1, 0
+        )
 
 
 def test_rgba_grey_and_odd_sizes_come_back_at_the_input_size(comfy):

@@ -6,12 +6,13 @@ published schedule on diffusers' UNet), and latent AdaIN."""
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from transformers import CLIPImageProcessor
+
 from fixtures import inst
 from fixtures.clip_models import reference_vision, write_clip_l
 from fixtures.sampling import relative
 from fixtures.styleshot_nodes import tensors
-from PIL import Image
-from transformers import CLIPImageProcessor
 
 SIZE = (16, 16)  # latent: 128 px
 
@@ -135,8 +136,11 @@ def clip(comfy, model_root, tmp_path_factory, ti_files):
     import comfy.sd
 
     path = write_clip_l(tmp_path_factory.mktemp("clip") / "clip_l.safetensors")
-    return comfy.sd.load_clip(ckpt_paths=[str(path)], embedding_directory=[str(model_root / "inst")],
-                              clip_type=comfy.sd.CLIPType.STABLE_DIFFUSION)
+    return comfy.sd.load_clip(
+        ckpt_paths=[str(path)],
+        embedding_directory=[str(model_root / "inst")],
+        clip_type=comfy.sd.CLIPType.STABLE_DIFFUSION,
+    )
 
 
 def encode(clip, text):
@@ -184,13 +188,16 @@ def test_another_single_token_placeholder_works(pack, clip, ti_files):
     assert torch.equal(ours[0][0], reference[0][0])
 
 
-@pytest.mark.parametrize(("text", "placeholder", "says"), [
-    ("a cat in watercolour", "*", "the prompt has no '\\*', so it would get no style"),
-    ("a cat in the style of *, watercolour*", "*", None),
-    ("a cat in the style of *.", "*", "put spaces around it"),
-    ("a cat **", "*", "put spaces around it"),
-    ("a cat <my-style>", "<my-style>", "is \\d+ CLIP tokens; it must be exactly one"),
-])
+@pytest.mark.parametrize(
+    ("text", "placeholder", "says"),
+    [
+        ("a cat in watercolour", "*", "the prompt has no '\\*', so it would get no style"),
+        ("a cat in the style of *, watercolour*", "*", None),
+        ("a cat in the style of *.", "*", "put spaces around it"),
+        ("a cat **", "*", "put spaces around it"),
+        ("a cat <my-style>", "<my-style>", "is \\d+ CLIP tokens; it must be exactly one"),
+    ],
+)
 def test_prompts_without_a_usable_placeholder_are_refused_saying_why(pack, clip, ti_files, text, placeholder, says):
     (token,) = node(pack, "StyleToken").token(ti_files[1], "official")
     encode_node = node(pack, "TextEncode")
@@ -217,7 +224,7 @@ def test_a_clip_other_than_sd1s_is_refused(pack, ti_files):
 
 def ddpm_alphas():
     """SD1's alphas_cumprod: scaled_linear betas 0.00085 to 0.012 over 1000 steps."""
-    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
     return torch.cumprod(1 - betas, 0)
 
 
@@ -246,8 +253,9 @@ def published_z_enc(unet, z0, noise, text, strength):
 def test_the_start_latent_is_insts_stochastic_encoding(pack, unets, sd15, content, texts):
     from comfy.sample import prepare_noise
 
-    latent, steps, start = node(pack, "StochasticInversion").invert(sd15, [[texts[0], {}]], content, 0.7, 50,
-                                                                   "ddim_uniform", 42)
+    latent, steps, start = node(pack, "StochasticInversion").invert(
+        sd15, [[texts[0], {}]], content, 0.7, 50, "ddim_uniform", 42
+    )
     assert (steps, start) == (50, 15)
     z0 = content["samples"] * 0.18215
     noise = prepare_noise(content["samples"], 42)
@@ -264,12 +272,16 @@ def test_ksampler_advanced_from_the_start_step_runs_insts_ddim_decode(comfy, pac
     positive, negative = [[texts[0], {}]], [[texts[1], {}]]
     latent, steps, start = node(pack, "StochasticInversion").invert(sd15, positive, content, 0.6, 5, "ddim_uniform", 3)
     assert (steps, start) == (5, 2)
-    (out,) = comfy[0].KSamplerAdvanced().sample(sd15, "disable", 0, steps, 10.0, "ddim", "ddim_uniform", positive,
-                                                negative, latent, start, 10000, "disable")
+    (out,) = (
+        comfy[0]
+        .KSamplerAdvanced()
+        .sample(
+            sd15, "disable", 0, steps, 10.0, "ddim", "ddim_uniform", positive, negative, latent, start, 10000, "disable"
+        )
+    )
     alphas = ddpm_alphas()
     unet = unets[0]
-    x = published_z_enc(unet, content["samples"] * 0.18215, prepare_noise(content["samples"], 3),
-                        texts[0], 0.6)
+    x = published_z_enc(unet, content["samples"] * 0.18215, prepare_noise(content["samples"], 3), texts[0], 0.6)
     for t, t_prev in ((401, 201), (201, 1), (1, None)):
         with torch.no_grad():
             e_u, e_c = unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([texts[1], texts[0]])).sample.chunk(2)

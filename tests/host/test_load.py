@@ -5,10 +5,11 @@ it was after the 5th."""
 
 import time
 
+from PIL import Image
+
 from fixtures import images
 from fixtures.memory import status_mib
 from fixtures.shipped_workflows import API_DIR, assert_saved_pngs, at_test_scale, load
-from PIL import Image
 from style_suite.headless.client import Comfy
 from style_suite.headless.workflow import configure
 
@@ -18,16 +19,35 @@ from style_suite.headless.workflow import configure
 # last prompt used; what it drops, glibc partly keeps as free heap, the same after both). Between
 # them every sampling workflow runs again, among preview prompts (a sampling prompt takes 10 to 20 s
 # on two CPU cores, a preview under 1 s).
-FIRST = ["styleshot_image_driven_contour", "styleshot_image_driven_lineart", "inst_style_transfer",
-         "stylealigned_batch_sdxl", "styleshot_text_driven"]
-AGAIN = ["stylealigned_reference_sd15", "stylealigned_batch_sd15", "styleshot_image_driven_contour",
-         "styleshot_image_driven_lineart", "inst_style_transfer", "stylealigned_reference_sd15",
-         "stylealigned_batch_sd15", "stylealigned_batch_sdxl"]
+FIRST = [
+    "styleshot_image_driven_contour",
+    "styleshot_image_driven_lineart",
+    "inst_style_transfer",
+    "stylealigned_batch_sdxl",
+    "styleshot_text_driven",
+]
+AGAIN = [
+    "stylealigned_reference_sd15",
+    "stylealigned_batch_sd15",
+    "styleshot_image_driven_contour",
+    "styleshot_image_driven_lineart",
+    "inst_style_transfer",
+    "stylealigned_reference_sd15",
+    "stylealigned_batch_sd15",
+    "stylealigned_batch_sdxl",
+]
 PREVIEWS = ["contour_preview", "lineart_preview"]
 SEQUENCE = FIRST + sum(([name, *PREVIEWS * 2] for name in AGAIN), []) + PREVIEWS * 2 + FIRST[-1:]
 PROMPTS, MEASURED = len(SEQUENCE), 5
-SUBJECTS = ["a house by a lake", "a cat on a wall", "a lighthouse", "a street at night", "an old oak tree",
-            "a bowl of fruit", "a mountain road"]
+SUBJECTS = [
+    "a house by a lake",
+    "a cat on a wall",
+    "a lighthouse",
+    "a street at night",
+    "an old oak tree",
+    "a bowl of fruit",
+    "a mountain road",
+]
 SIZES = [(72, 104), (64, 64), (96, 72), (80, 120), (64, 96), (112, 64), (88, 88)]  # (height, width)
 SETTLE_S = 3  # ComfyUI collects garbage just after a prompt's history is written
 
@@ -57,7 +77,7 @@ def settings(i, folder):
         ("StyleAligned Batch Align", "shared_score_shift"): 0.1 * (i % 8),
         ("Prompt", "text"): f"{subject} in the style of *",  # InST's placeholder; plain text to CLIP Text Encode
         ("Reference prompt", "text"): f"{subject}, medieval painting",
-        ("Prompts", "prompts"): "\n".join(f"{s}, watercolor" for s in (SUBJECTS * 2)[i % 7:i % 7 + 2 + i % 2]),
+        ("Prompts", "prompts"): "\n".join(f"{s}, watercolor" for s in (SUBJECTS * 2)[i % 7 : i % 7 + 2 + i % 2]),
         # written only for workflows that load them
         ("Style image", "image"): lambda: photo_file(folder, f"style_{i}", SIZES[i % len(SIZES)], 1000 + i),
         ("Content image", "image"): lambda: photo_file(folder, f"content_{i}", SIZES[(i + 3) % len(SIZES)], i),
@@ -93,6 +113,8 @@ def test_fifty_varied_prompts_all_succeed_and_memory_stays_flat(server, tmp_path
         resident[i + 1] = status_mib("VmRSS", server.process.pid)
         print(f"prompt {i + 1:2d} {name:32s} {took:5.1f} s  server VmRSS {resident[i + 1]:7.0f} MiB")
     fifth, last = resident[MEASURED], resident[PROMPTS]
-    print(f"{PROMPTS} prompts in {time.monotonic() - started:.0f} s; server VmRSS after prompt {MEASURED}: "
-          f"{fifth:.0f} MiB, after prompt {PROMPTS}: {last:.0f} MiB, ratio {last / fifth:.3f}")
+    print(
+        f"{PROMPTS} prompts in {time.monotonic() - started:.0f} s; server VmRSS after prompt {MEASURED}: "
+        f"{fifth:.0f} MiB, after prompt {PROMPTS}: {last:.0f} MiB, ratio {last / fifth:.3f}"
+    )
     assert abs(last - fifth) <= 0.1 * fifth

@@ -8,12 +8,21 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from fixtures.comfy_inprocess import run_workflow
 from fixtures.comfy_server import PACK_FOLDER_NAME
 from fixtures.shipped_workflows import (
-    API_DIR, API_WORKFLOWS, TEST_SIZE, assert_saved_pngs, at_test_scale, load, samples, saved_pngs, titled,
+    API_DIR,
+    API_WORKFLOWS,
+    TEST_SIZE,
+    assert_saved_pngs,
+    at_test_scale,
+    load,
+    samples,
+    saved_pngs,
+    titled,
 )
-from PIL import Image
 
 PREVIEW_WORKFLOWS = [p for p in API_WORKFLOWS if not samples(load(p))]
 SAMPLING_WORKFLOWS = [p for p in API_WORKFLOWS if samples(load(p))]
@@ -56,8 +65,12 @@ def test_api_workflow_runs_and_matches_the_in_process_result(server, comfy, path
 
 def test_every_api_workflow_is_run_by_a_test():
     assert set(PREVIEW_WORKFLOWS) | set(SAMPLING_WORKFLOWS) == set(API_WORKFLOWS)
-    assert {"styleshot_text_driven", "styleshot_image_driven_contour", "styleshot_image_driven_lineart",
-            "inst_style_transfer"} <= {p.stem for p in SAMPLING_WORKFLOWS}
+    assert {
+        "styleshot_text_driven",
+        "styleshot_image_driven_contour",
+        "styleshot_image_driven_lineart",
+        "inst_style_transfer",
+    } <= {p.stem for p in SAMPLING_WORKFLOWS}
 
 
 @pytest.mark.parametrize("path", SAMPLING_WORKFLOWS, ids=lambda p: p.stem)
@@ -113,8 +126,14 @@ def test_each_loader_input_gets_its_own_message(server, encoder):
     (errors,) = [error["errors"] for error in answer["node_errors"].values()]
     assert {error["extra_info"]["input_name"] for error in errors} == {"style_encoder", "adapter"}
     for error in errors:
-        assert "adapter: 'ip.bin' was not found in the 'styleshot' model folder; this input needs styleshot_contour_ip.bin" in error["details"]
-        encoder_message = "style_encoder: 'encoder.bin' was not found in the 'styleshot' model folder; this input needs style_aware_encoder.bin"
+        assert (
+            "adapter: 'ip.bin' was not found in the 'styleshot' model folder; this input needs styleshot_contour_ip.bin"
+            in error["details"]
+        )
+        encoder_message = (
+            "style_encoder: 'encoder.bin' was not found in the 'styleshot' model folder; "
+            "this input needs style_aware_encoder.bin"
+        )
         assert (encoder_message in error["details"]) == (encoder == "encoder.bin")
 
 

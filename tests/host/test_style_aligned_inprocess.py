@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+
 from fixtures import sd15_unet
 from fixtures.sampling import ksample, prompt, recorded, relative
 from fixtures.style_aligned_nodes import align, node
@@ -98,7 +99,11 @@ def test_input_model_and_shared_weights_are_untouched(comfy, pack, sd15, conds, 
     object_patches, wrappers = dict(sd15.object_patches), repr(sd15.wrappers)
     aligned = align(pack, sd15, shift=0.5)
     ksample(comfy, aligned, *conds, empty(3))
-    assert repr(sd15.model_options) == options and sd15.object_patches == object_patches and repr(sd15.wrappers) == wrappers
+    assert (
+        repr(sd15.model_options) == options
+        and sd15.object_patches == object_patches
+        and repr(sd15.wrappers) == wrappers
+    )
     # the norm patches live on the clone: the plain MODEL samples as before it existed
     assert torch.equal(ksample(comfy, sd15, *conds, empty(3)), plain_batch)
     norms = [m for m in sd15.model.diffusion_model.modules() if isinstance(m, torch.nn.GroupNorm)]
@@ -106,7 +111,10 @@ def test_input_model_and_shared_weights_are_untouched(comfy, pack, sd15, conds, 
 
 
 def test_patches_land_where_asked(pack, sd15):
-    SharedAttention, SharedGroupNorm = pack.patches.style_aligned.SharedAttention, pack.patches.style_aligned.SharedGroupNorm
+    SharedAttention, SharedGroupNorm = (
+        pack.patches.style_aligned.SharedAttention,
+        pack.patches.style_aligned.SharedGroupNorm,
+    )
 
     def attn1(model):
         return model.model_options["transformer_options"]["patches_replace"]["attn1"]
@@ -120,13 +128,19 @@ def test_patches_land_where_asked(pack, sd15):
     assert sum(isinstance(p, SharedGroupNorm) for p in with_norms.object_patches.values()) == 61
     assert not align(pack, sd15, group_norm=False).object_patches
     again = align(pack, align(pack, sd15), shift=1.0, group_norm=False)  # a second Batch Align replaces the first
-    assert all(isinstance(p, SharedAttention) and p.previous is None and p.settings.score_shift == 1.0 for p in attn1(again).values())
+    assert all(
+        isinstance(p, SharedAttention) and p.previous is None and p.settings.score_shift == 1.0
+        for p in attn1(again).values()
+    )
     assert not again.object_patches and not again.wrappers.get("diffusion_model")
 
 
 def test_another_packs_attn1_patch_is_kept(pack):
     """A patch already on a layer (like SAG's ('middle', 0, 0)) runs on the shared keys and values."""
-    AlignSettings, SharedAttention = pack.patches.style_aligned.AlignSettings, pack.patches.style_aligned.SharedAttention
+    AlignSettings, SharedAttention = (
+        pack.patches.style_aligned.AlignSettings,
+        pack.patches.style_aligned.SharedAttention,
+    )
 
     seen = []
 
@@ -146,7 +160,10 @@ def test_another_packs_attn1_patch_is_kept(pack):
 def test_every_attention_backend(pack, backend, monkeypatch):
     import comfy.ldm.modules.attention as attention_module
 
-    AlignSettings, SharedAttention = pack.patches.style_aligned.AlignSettings, pack.patches.style_aligned.SharedAttention
+    AlignSettings, SharedAttention = (
+        pack.patches.style_aligned.AlignSettings,
+        pack.patches.style_aligned.SharedAttention,
+    )
 
     q, k, v = (tensors(i, 6, 16, 64) for i in (4, 5, 6))
     extra = {"cond_or_uncond": [1, 0], "n_heads": 4, "dim_head": 16, "activations_shape": [6, 64, 4, 4]}
@@ -159,7 +176,9 @@ def test_every_attention_backend(pack, backend, monkeypatch):
         logits = heads(q) @ heads(k).transpose(-1, -2) / 4 + (0 if mask is None else mask)
         return (logits.softmax(-1) @ heads(v)).transpose(1, 2).reshape(q.shape)
 
-    expected = pack.models.shared_attention.shared_attention(q, k, v, 3, reference, adain_values=True, score_scale=0.5, score_shift=math.log(2))
+    expected = pack.models.shared_attention.shared_attention(
+        q, k, v, 3, reference, adain_values=True, score_scale=0.5, score_shift=math.log(2)
+    )
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
 
 
@@ -186,14 +205,16 @@ def reference_latent():
 @pytest.fixture(scope="module")
 def trajectory(pack, sd15, conds, reference_latent):
     positive, negative = conds
-    return node(pack, "InvertReference").invert(sd15, prompt(10), negative, reference_latent, STEPS, "ddim_uniform", 2.0)[0]
+    return node(pack, "InvertReference").invert(
+        sd15, prompt(10), negative, reference_latent, STEPS, "ddim_uniform", 2.0
+    )[0]
 
 
 def published_inversion(unet, z, text, negative, steps, cfg):
     """google/style-aligned inversion.py's DDIM inversion (`next_step` over the ascending timesteps,
     the noise predicted at (z, t)), with SD1.5's scheduler (scaled_linear betas, steps_offset 1,
     set_alpha_to_one False) on diffusers' UNet. Returns the latents after each step."""
-    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
     alphas = torch.cumprod(1 - betas, 0)
     stride = 1000 // steps
     latents = []
@@ -203,17 +224,19 @@ def published_inversion(unet, z, text, negative, steps, cfg):
         eps = eps_u + cfg * (eps_c - eps_u)
         a_t = alphas[t - stride] if t - stride >= 0 else alphas[0]
         a_next = alphas[t]
-        x0 = (z - (1 - a_t) ** 0.5 * eps) / a_t ** 0.5
-        z = (a_next ** 0.5 * x0 + (1 - a_next) ** 0.5 * eps).float()
+        x0 = (z - (1 - a_t) ** 0.5 * eps) / a_t**0.5
+        z = (a_next**0.5 * x0 + (1 - a_next) ** 0.5 * eps).float()
         latents.append(z)
     return latents
 
 
 def test_inversion_matches_published_ddim_inversion(unets, trajectory, conds, reference_latent, sd15):
-    assert trajectory.latents.shape == (STEPS + 1, 4, *SIZE) and torch.all(trajectory.sigmas[1:] > trajectory.sigmas[:-1])
+    assert trajectory.latents.shape == (STEPS + 1, 4, *SIZE) and torch.all(
+        trajectory.sigmas[1:] > trajectory.sigmas[:-1]
+    )
     clean = sd15.model.process_latent_in(reference_latent["samples"])
     assert torch.equal(trajectory.latents[0:1], clean)
-    to_vp = lambda x, sigma: x / (1 + sigma ** 2) ** 0.5  # noqa: E731  ComfyUI's x = z / sqrt(alpha_bar)
+    to_vp = lambda x, sigma: x / (1 + sigma**2) ** 0.5  # noqa: E731  ComfyUI's x = z / sqrt(alpha_bar)
     z0 = to_vp(clean, trajectory.sigmas[0])
     expected = published_inversion(unets[0], z0, prompt(10)[0][0], conds[1][0][0], STEPS, 2.0)
     for i, z in enumerate(expected, start=1):
@@ -232,12 +255,15 @@ def apply_reference(pack, model, conds, latent, mode, offset=1, **inputs):
 
 
 def test_inverted_reference_row_follows_the_trajectory_with_the_offset(comfy, pack, aligned, conds, trajectory):
-    model, positive, negative, latent = apply_reference(pack, aligned, conds, empty(2), "inverted", offset=1,
-                                                        trajectory=trajectory)
+    model, positive, negative, latent = apply_reference(
+        pack, aligned, conds, empty(2), "inverted", offset=1, trajectory=trajectory
+    )
     assert latent["samples"].shape == (3, 4, *SIZE) and "noise_mask" not in latent
     assert positive[0][0].shape[0] == 3 and torch.equal(positive[0][0][0], prompt(10)[0][0][0])
     model, recorder = recorded(model)
-    out = ksample(comfy, model, positive, negative, latent, cfg=4.0, steps=STEPS, sampler="ddim", scheduler="ddim_uniform")
+    out = ksample(
+        comfy, model, positive, negative, latent, cfg=4.0, steps=STEPS, sampler="ddim", scheduler="ddim_uniform"
+    )
     assert out.shape == (3, 4, *SIZE) and torch.isfinite(out).all()
     # sampler levels: sigma(t=2*stride+1), sigma(t=stride+1), sigma(t=1); offset 1 -> the reference is
     # fed at step 1's level on steps 0 and 1, then at step 2's: trajectory entries 2, 1, 1
@@ -252,9 +278,9 @@ def test_inverted_reference_row_follows_the_trajectory_with_the_offset(comfy, pa
 
 
 def test_renoise_mode_keeps_the_reference(comfy, pack, aligned, conds, reference_latent, sd15):
-    model, positive, negative, latent = apply_reference(pack, aligned, conds, empty(2), "renoise",
-                                                        reference_latent=reference_latent,
-                                                        reference_positive=prompt(10))
+    model, positive, negative, latent = apply_reference(
+        pack, aligned, conds, empty(2), "renoise", reference_latent=reference_latent, reference_positive=prompt(10)
+    )
     assert latent["noise_mask"][:, 0, 0, 0].tolist() == [0, 1, 1]
     out = ksample(comfy, model, positive, negative, latent)
     torch.testing.assert_close(out[0], reference_latent["samples"][0])
@@ -293,7 +319,7 @@ def test_prompt_batch_rows_are_comfyui_text_encodes(comfy, pack, sd15_checkpoint
     for row, text in enumerate([lines[0], long, "a toy car"]):
         ((expected, expected_options),) = comfy[0].CLIPTextEncode().encode(clip, text)[0]
         tiled = expected.repeat(1, 154 // expected.shape[1], 1)  # ComfyUI's own padding for batched prompts
-        torch.testing.assert_close(cond[row:row + 1], tiled)
-        torch.testing.assert_close(options["pooled_output"][row:row + 1], expected_options["pooled_output"])
+        torch.testing.assert_close(cond[row : row + 1], tiled)
+        torch.testing.assert_close(options["pooled_output"][row : row + 1], expected_options["pooled_output"])
     with pytest.raises(ValueError, match="prompts is empty"):
         node(pack, "PromptBatch").encode(clip, "\n \n")

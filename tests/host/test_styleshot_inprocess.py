@@ -10,6 +10,7 @@ comfy.sd.load_diffusion_model_state_dict (ComfyUI converts the diffusers layout 
 
 import pytest
 import torch
+
 from fixtures import sampling
 from fixtures.styleshot_nodes import ALL, LATENT, T, apply, encode, forward, load, style_image, tensors
 
@@ -175,7 +176,9 @@ def test_plain_unet_matches_diffusers(unets, batch, plain):
 
 
 @pytest.mark.parametrize(("layers", "strength"), [(ALL, 1.0), (OUTPUT_ONLY, 1.0), (MIDDLE_ONLY, 0.7)])
-def test_matches_diffusers_ip_adapter_processors(pack, sd15, ip_unet, styleshot, style, batch, plain, monkeypatch, layers, strength):
+def test_matches_diffusers_ip_adapter_processors(
+    pack, sd15, ip_unet, styleshot, style, batch, plain, monkeypatch, layers, strength
+):
     """The patched ComfyUI UNet equals diffusers' UNet with IPAdapterAttnProcessor2_0 on the same
     layers: proves the adapter index -> ComfyUI layer map (including ("middle", 0)) and the math."""
     presets = pack.nodes.styleshot.LAYER_PRESETS
@@ -189,8 +192,9 @@ def test_matches_diffusers_ip_adapter_processors(pack, sd15, ip_unet, styleshot,
     model = apply(pack, sd15, styleshot, style, strength=strength, layers=layers)
     tokens = torch.cat([style.uncond, style.cond])  # rows: uncond, cond
     with torch.no_grad():
-        expected = ip_unet(x, torch.full((2,), T), encoder_hidden_states=context,
-                           added_cond_kwargs={"image_embeds": [tokens]}).sample
+        expected = ip_unet(
+            x, torch.full((2,), T), encoder_hidden_states=context, added_cond_kwargs={"image_embeds": [tokens]}
+        ).sample
     result = forward(model, x, context, [1, 0])
 
     effect = (result - plain).abs().max().item()
@@ -202,7 +206,9 @@ def test_matches_diffusers_ip_adapter_processors(pack, sd15, ip_unet, styleshot,
 # --- 2. strength 0, and the input MODEL untouched ------------------------------------------------
 
 
-def test_strength_zero_is_the_unpatched_model_and_the_input_model_is_unchanged(pack, sd15, styleshot, style, batch, plain, styled):
+def test_strength_zero_is_the_unpatched_model_and_the_input_model_is_unchanged(
+    pack, sd15, styleshot, style, batch, plain, styled
+):
     before = snapshot(sd15.model_options, (pack.patches.styleshot.StyleLayer, Attn2Replace))
     zero = apply(pack, sd15, styleshot, style, strength=0.0)
     assert torch.equal(forward(zero, *batch, [1, 0]), plain)
@@ -240,7 +246,7 @@ def test_one_style_per_latent(pack, sd15, styleshot, pair):
     x, context = tensors(7, 4, *LATENT), tensors(8, 4, 77, 768)  # [uncond 0, uncond 1, cond 0, cond 1]
     both = forward(apply(pack, sd15, styleshot, pair), x, context, [1, 0])
     for i in range(2):
-        alone = apply(pack, sd15, styleshot, StyleTokens(cond=pair.cond[i:i + 1], uncond=pair.uncond))
+        alone = apply(pack, sd15, styleshot, StyleTokens(cond=pair.cond[i : i + 1], uncond=pair.uncond))
         result = forward(alone, x, context, [1, 0])
         torch.testing.assert_close(both[2 + i], result[2 + i], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(both[:2], result[:2], rtol=1e-5, atol=1e-5)
@@ -251,8 +257,11 @@ def test_one_style_per_latent(pack, sd15, styleshot, pair):
 def test_a_style_batch_that_fits_no_latent_batch_is_refused(pack, sd15, styleshot, pair, latents):
     model = apply(pack, sd15, styleshot, pair)
     x, context = tensors(9, 2 * latents, *LATENT), tensors(10, 2 * latents, 77, 768)
-    with pytest.raises(ValueError, match=f"the style has 2 token sets but the latent batch has {latents} images: "
-                                         r"encode 1 style image \(or turn on 'blend'\) or as many style images as latents"):
+    with pytest.raises(
+        ValueError,
+        match=f"the style has 2 token sets but the latent batch has {latents} images: "
+        r"encode 1 style image \(or turn on 'blend'\) or as many style images as latents",
+    ):
         forward(model, x, context, [1, 0])
 
 
@@ -260,7 +269,9 @@ def test_a_style_batch_that_fits_no_latent_batch_is_refused(pack, sd15, stylesho
 
 
 @pytest.mark.parametrize("three_part_keys", [False, True])
-def test_wraps_an_ipadapter_patch_already_on_the_layers(pack, sd15, styleshot, style, patched, batch, styled, layer_inputs, three_part_keys):
+def test_wraps_an_ipadapter_patch_already_on_the_layers(
+    pack, sd15, styleshot, style, patched, batch, styled, layer_inputs, three_part_keys
+):
     ip = ipadapter_like(sd15, weight=0.3, three_part_keys=three_part_keys)
     types = (pack.patches.styleshot.StyleLayer, Attn2Replace)
     before = snapshot(ip.model_options, types)
@@ -272,18 +283,24 @@ def test_wraps_an_ipadapter_patch_already_on_the_layers(pack, sd15, styleshot, s
         layer = replacement(both, key)
         assert isinstance(layer, pack.patches.styleshot.StyleLayer) and isinstance(layer.previous, Attn2Replace)
         q, k, v, extra = layer_inputs[key]
-        expected = run_layer(ip, key, layer_inputs) + run_layer(patched, key, layer_inputs) - text_attention(q, k, v, extra)
+        expected = (
+            run_layer(ip, key, layer_inputs) + run_layer(patched, key, layer_inputs) - text_attention(q, k, v, extra)
+        )
         torch.testing.assert_close(run_layer(both, key, layer_inputs), expected, rtol=1e-5, atol=1e-5)
 
     ADAPTER_CALLS.clear()
     result = forward(both, *batch, [1, 0])
     assert sorted(ADAPTER_CALLS) == sorted(LAYER_KEYS)
-    reference = with_replacements(sd15, {key: Sum(replacement(ip, key), replacement(patched, key)) for key in LAYER_KEYS})
+    reference = with_replacements(
+        sd15, {key: Sum(replacement(ip, key), replacement(patched, key)) for key in LAYER_KEYS}
+    )
     torch.testing.assert_close(result, forward(reference, *batch, [1, 0]), rtol=1e-5, atol=1e-5)
     assert not torch.allclose(result, styled, atol=1e-3)
 
 
-def test_a_later_ipadapter_node_adds_onto_style_layers_without_touching_the_upstream_model(pack, patched, batch, styled, layer_inputs):
+def test_a_later_ipadapter_node_adds_onto_style_layers_without_touching_the_upstream_model(
+    pack, patched, batch, styled, layer_inputs
+):
     types = (pack.patches.styleshot.StyleLayer, Attn2Replace)
     before = snapshot(patched.model_options, types)
     later = ipadapter_like(patched, weight=0.3)
@@ -293,8 +310,12 @@ def test_a_later_ipadapter_node_adds_onto_style_layers_without_touching_the_upst
         assert layer is not upstream and upstream.callbacks == [] and len(layer.callbacks) == 1
         assert layer.injection is upstream.injection
         q = layer_inputs[key][0]
-        torch.testing.assert_close(run_layer(later, key, layer_inputs), run_layer(patched, key, layer_inputs) + 0.3 * torch.tanh(q),
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            run_layer(later, key, layer_inputs),
+            run_layer(patched, key, layer_inputs) + 0.3 * torch.tanh(q),
+            rtol=1e-5,
+            atol=1e-5,
+        )
 
     ADAPTER_CALLS.clear()
     assert not torch.allclose(forward(later, *batch, [1, 0]), styled, atol=1e-3)
@@ -307,7 +328,9 @@ def test_a_later_ipadapter_node_adds_onto_style_layers_without_touching_the_upst
         assert torch.equal(run_layer(gated, key, layer_inputs), run_layer(patched, key, layer_inputs))
 
 
-def test_two_apply_style_nodes_add_both_style_terms(pack, sd15, styleshot, style, pair, patched, layer_inputs, batch, styled):
+def test_two_apply_style_nodes_add_both_style_terms(
+    pack, sd15, styleshot, style, pair, patched, layer_inputs, batch, styled
+):
     StyleTokens = pack.models.style_adapter.StyleTokens
     second_style = StyleTokens(cond=pair.cond[1:], uncond=pair.uncond)
     types = (pack.patches.styleshot.StyleLayer, Attn2Replace)
@@ -317,7 +340,11 @@ def test_two_apply_style_nodes_add_both_style_terms(pack, sd15, styleshot, style
     second_alone = apply(pack, sd15, styleshot, second_style, strength=0.5)
     for key in LAYER_KEYS:
         q, k, v, extra = layer_inputs[key]
-        expected = run_layer(patched, key, layer_inputs) + run_layer(second_alone, key, layer_inputs) - text_attention(q, k, v, extra)
+        expected = (
+            run_layer(patched, key, layer_inputs)
+            + run_layer(second_alone, key, layer_inputs)
+            - text_attention(q, k, v, extra)
+        )
         torch.testing.assert_close(run_layer(chained, key, layer_inputs), expected, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(forward(chained, *batch, [1, 0]), styled, atol=1e-3)
 
@@ -369,7 +396,13 @@ def test_outside_the_percent_range_the_model_is_unchanged(pack, sd15, styleshot,
     key = LAYER_KEYS[0]
     q, k, v, extra = layer_inputs[key]
     text = text_attention(q, k, v, extra)
-    for sigma, active in ((high, True), (low, True), ((high + low) / 2, True), (high * 1.01, False), (low * 0.99, False)):
+    for sigma, active in (
+        (high, True),
+        (low, True),
+        ((high + low) / 2, True),
+        (high * 1.01, False),
+        (low * 0.99, False),
+    ):
         out = run_layer(window, key, layer_inputs, sigmas=torch.full((4,), sigma))
         assert torch.equal(out, text) != active, sigma
 
@@ -383,7 +416,10 @@ def test_attention_masks(pack, sd15, styleshot, style, batch, plain, styled):
     zeros = apply(pack, sd15, styleshot, style, mask=torch.zeros(64, 64))
     assert torch.equal(forward(zeros, *batch, [1, 0]), plain)
     three = apply(pack, sd15, styleshot, style, mask=torch.ones(3, 64, 64))
-    with pytest.raises(ValueError, match="the attention mask has 3 masks but the latent batch has 1 images: use 1 mask or one per latent"):
+    with pytest.raises(
+        ValueError,
+        match="the attention mask has 3 masks but the latent batch has 1 images: use 1 mask or one per latent",
+    ):
         forward(three, *batch, [1, 0])
 
 
@@ -399,8 +435,12 @@ def test_masks_apply_per_token_and_per_latent(pack, sd15, styleshot, style, patc
         _, _, height, width = extra["activations_shape"]
         if width >= 2:  # the middle layer of an 8x8 latent is 1x1: no halves there
             masked = run_layer(left, key, layer_inputs).reshape(4, height, width, -1)
-            torch.testing.assert_close(masked[:, :, : width // 2], full.reshape(4, height, width, -1)[:, :, : width // 2], rtol=0, atol=1e-6)
-            torch.testing.assert_close(masked[:, :, width // 2:], text.reshape(4, height, width, -1)[:, :, width // 2:], rtol=0, atol=1e-6)
+            torch.testing.assert_close(
+                masked[:, :, : width // 2], full.reshape(4, height, width, -1)[:, :, : width // 2], rtol=0, atol=1e-6
+            )
+            torch.testing.assert_close(
+                masked[:, :, width // 2 :], text.reshape(4, height, width, -1)[:, :, width // 2 :], rtol=0, atol=1e-6
+            )
         # rows: uncond latent 0, uncond latent 1, cond latent 0, cond latent 1
         rows = run_layer(per_latent, key, layer_inputs)
         torch.testing.assert_close(rows[[0, 2]], full[[0, 2]], rtol=0, atol=1e-6)
@@ -439,7 +479,11 @@ def test_encode_style_shapes_seeds_and_uncond(pack, styleshot, style, pair):
     expected = []
     for projection in styleshot.adapter.model.style_image_proj_modules:
         bias = projection.proj.bias.detach().float().reshape(2, 768)
-        expected.append(F.layer_norm(bias, (768,), projection.norm.weight.float(), projection.norm.bias.float(), projection.norm.eps))
+        expected.append(
+            F.layer_norm(
+                bias, (768,), projection.norm.weight.float(), projection.norm.bias.float(), projection.norm.eps
+            )
+        )
     torch.testing.assert_close(style.uncond, torch.cat(expected)[None], rtol=1e-5, atol=1e-5)
     assert torch.equal(pair.uncond, style.uncond)
 
@@ -451,7 +495,11 @@ def projected(adapter, embeds):
     tokens = []
     for scale, projection in enumerate(adapter.style_image_proj_modules):
         linear = F.linear(embeds[scale], projection.proj.weight.float(), projection.proj.bias.float()).reshape(2, 768)
-        tokens.append(F.layer_norm(linear, (768,), projection.norm.weight.float(), projection.norm.bias.float(), projection.norm.eps))
+        tokens.append(
+            F.layer_norm(
+                linear, (768,), projection.norm.weight.float(), projection.norm.bias.float(), projection.norm.eps
+            )
+        )
     return torch.cat(tokens)[None]
 
 
@@ -498,7 +546,9 @@ def test_sampling_with_the_patched_model(comfy, pack, sd15, styleshot, patched, 
 def test_sampling_a_latent_batch_with_one_style_per_latent(comfy, pack, sd15, styleshot, pair):
     StyleTokens = pack.models.style_adapter.StyleTokens
     both = ksample(comfy, apply(pack, sd15, styleshot, pair), 4.0, latents=2)
-    first = ksample(comfy, apply(pack, sd15, styleshot, StyleTokens(cond=pair.cond[:1], uncond=pair.uncond)), 4.0, latents=2)
+    first = ksample(
+        comfy, apply(pack, sd15, styleshot, StyleTokens(cond=pair.cond[:1], uncond=pair.uncond)), 4.0, latents=2
+    )
     # Projecting 1 or 2 token sets rounds differently (~1e-5 in eps); sigma_max 14.6 and cfg 4 amplify it.
     tolerance = {"rtol": 1e-3, "atol": 2e-3}
     torch.testing.assert_close(both[0], first[0], **tolerance)

@@ -2,6 +2,7 @@
 encoder, loader and converter tests (the encoder alone takes ~20 s to build)."""
 
 import pytest
+
 from fixtures import styleshot
 
 
@@ -19,5 +20,8 @@ def encoder_file(shared_folder):
 @pytest.fixture(scope="session")
 def contour_file(shared_folder):
     """ip.bin as published: adapter, content-fusion encoder and a sample of the UNet copy."""
-    return str(styleshot.write_adapter(shared_folder / "styleshot_contour_ip.bin",
-                                       content_fusion=styleshot.content_fusion_layout()))
+    return str(
+        styleshot.write_adapter(
+            shared_folder / "styleshot_contour_ip.bin", content_fusion=styleshot.content_fusion_layout()
+        )
+    )

@@ -11,11 +11,11 @@ import random
 
 import pytest
 import torch
+from PIL import Image
+
 from fixtures import annotators, images, inst
 from fixtures import styleshot as styleshot_files
 from fixtures.styleshot import layout_only
-from PIL import Image
-
 from style_suite.loaders.annotators import load_hed, load_lineart
 from style_suite.loaders.inst import load_style_file
 from style_suite.loaders.styleshot import load_adapter, load_encoder
@@ -28,11 +28,13 @@ MIXED = (torch.float16, torch.bfloat16, torch.float32)
 def state_dict_writer(tensors):
     """Writes `tensors()` in a container: safetensors one tensor at a time (the encoder's is 1.3 GB),
     torch zip as published, or torch's legacy format (torch < 1.6)."""
+
     def write(path, container):
         if container == "safetensors":
             write_safetensors(path, tensors())
         else:
             torch.save(tensors(), path, _use_new_zipfile_serialization=container == "torch zip")
+
     return write
 
 
@@ -53,12 +55,18 @@ def write_textual_inversion(path, container):
 SLOTS = {
     "HED": (load_hed, "ControlNetHED.pth", state_dict_writer(annotators.hed_state_dict), CONTAINERS),
     "lineart": (load_lineart, "sk_model.pth", state_dict_writer(annotators.lineart_state_dict), CONTAINERS),
-    "StyleShot encoder": (load_encoder, "style_aware_encoder.bin",  # real shapes, one number stored per tensor
-                          state_dict_writer(lambda: layout_only(styleshot_files.encoder_layout(), torch.float16)),
-                          CONTAINERS),
-    "StyleShot adapter": (load_adapter, "styleshot_contour_ip.bin",
-                          state_dict_writer(lambda: styleshot_files.adapter_state_dict(content_fusion=False, unet=False)),
-                          CONTAINERS),
+    "StyleShot encoder": (
+        load_encoder,
+        "style_aware_encoder.bin",  # real shapes, one number stored per tensor
+        state_dict_writer(lambda: layout_only(styleshot_files.encoder_layout(), torch.float16)),
+        CONTAINERS,
+    ),
+    "StyleShot adapter": (
+        load_adapter,
+        "styleshot_contour_ip.bin",
+        state_dict_writer(lambda: styleshot_files.adapter_state_dict(content_fusion=False, unet=False)),
+        CONTAINERS,
+    ),
     "InST": (load_style_file, "embeddings.pt", write_inst, ("torch zip", "torch legacy")),  # a pickled network
     "textual inversion": (load_style_file, "learned_embeds.pt", write_textual_inversion, CONTAINERS),
 }
@@ -79,11 +87,14 @@ LOOKS_LIKE = {
 }
 STYLE_FILE_IN_A_WEIGHTS_SLOT = {
     "InST": "{} is an InST style file (it pickles InST's network), not weights for this input: "
-            "choose it in InST Style Token (models/inst).",
+    "choose it in InST Style Token (models/inst).",
     "textual inversion": "{} is a textual-inversion embedding (string_to_param), not weights for this input: "
-                         "choose it in InST Style Token (models/inst).",
+    "choose it in InST Style Token (models/inst).",
 }
-CUT = "{} could not be read as a weights file: it is cut short ({}). The download or copy did not finish: download it again."
+CUT = (
+    "{} could not be read as a weights file: it is cut short ({}). "
+    "The download or copy did not finish: download it again."
+)
 
 
 def file_name(slot, container):
@@ -116,14 +127,23 @@ def test_a_file_cut_at_half_its_bytes_is_refused_as_cut_short(tmp_path, slot, co
     SLOTS[slot][2](path, container)
     full_size = os.path.getsize(path)
     os.truncate(path, full_size // 2)
-    how = {"torch zip": "the end of its zip archive is missing", "torch legacy": "its data stops in the middle",
-           "safetensors": f"{full_size // 2:,} bytes where its header describes {full_size:,}"}[container]
+    how = {
+        "torch zip": "the end of its zip archive is missing",
+        "torch legacy": "its data stops in the middle",
+        "safetensors": f"{full_size // 2:,} bytes where its header describes {full_size:,}",
+    }[container]
     assert refusal(slot, path) == CUT.format(path.name, how)
 
 
-@pytest.mark.parametrize(("slot", "container"), [  # read by torch's weights-only loader, and by ours
-    ("HED", "torch legacy"), ("textual inversion", "torch legacy"), ("textual inversion", "torch zip"),
-    ("textual inversion", "safetensors")])
+@pytest.mark.parametrize(
+    ("slot", "container"),
+    [  # read by torch's weights-only loader, and by ours
+        ("HED", "torch legacy"),
+        ("textual inversion", "torch legacy"),
+        ("textual inversion", "torch zip"),
+        ("textual inversion", "safetensors"),
+    ],
+)
 def test_every_cut_of_a_small_file_is_refused_as_cut_short_never_as_hostile(tmp_path, slot, container):
     """Cut at every length through its first 640 bytes (a legacy file's pickles, the safetensors header,
     the zip's first entry), then at every 37th: a legacy pickle cut inside a class name asks for half a
@@ -158,8 +178,10 @@ def test_a_file_of_another_slot_is_refused_saying_what_it_is(published, slot, ot
         assert message.startswith(f"{name} is not a {KINDS[slot]}: ")
         assert message.endswith(f" It looks like {LOOKS_LIKE[other]}. Choose the right file for this input.")
     else:  # the InST input
-        assert message == (f"{name} is not an InST or textual-inversion file: it looks like {LOOKS_LIKE[other]}. "
-                           "Choose the right file for this input.")
+        assert message == (
+            f"{name} is not an InST or textual-inversion file: it looks like {LOOKS_LIKE[other]}. "
+            "Choose the right file for this input."
+        )
 
 
 def png_bytes():
@@ -180,7 +202,9 @@ def test_a_file_that_is_no_model_file_is_refused_as_neither_format(tmp_path, slo
         path.write_bytes(data)
         assert refusal(slot, path) == (
             f"{name} could not be read as a weights file: it is neither safetensors nor a PyTorch file (it begins "
-            f"with the bytes {data[:8].hex(' ')}). Choose the file the README lists for this input, or download it again.")
+            f"with the bytes {data[:8].hex(' ')}). Choose the file the README lists for this input, or download it "
+            "again."
+        )
 
 
 @pytest.mark.parametrize(("written", "named"), [("safetensors", "torch zip"), ("torch zip", "safetensors")])
@@ -189,8 +213,10 @@ def test_a_file_under_the_other_formats_name_is_told_to_be_renamed(tmp_path, wri
     SLOTS["HED"][2](path, written)
     stem, suffix = os.path.splitext(path.name)[0], ".safetensors" if written == "safetensors" else ".pth"
     actual, name = ("safetensors", "PyTorch") if written == "safetensors" else ("PyTorch", "safetensors")
-    assert refusal("HED", path) == (f"{path.name} could not be read as a weights file: it is a {actual} file under a "
-                                    f"{name} file's name. Rename it to {stem}{suffix}.")
+    assert refusal("HED", path) == (
+        f"{path.name} could not be read as a weights file: it is a {actual} file under a "
+        f"{name} file's name. Rename it to {stem}{suffix}."
+    )
 
 
 # ---------------------------------------------------------------- fp16, bf16 and fp32 in one file
@@ -214,8 +240,11 @@ def assert_cast_from(loaded: dict, stored: dict, fp32: dict):
 def test_a_state_dict_that_mixes_dtypes_loads_as_its_fp32_file(tmp_path, slot):
     """The published files are fp16 (HED), fp32 (lineart, ip.bin) or both (the encoder: it loads in
     test_convert.py, and its 3 GB network goes through the same cast, weights.materialize)."""
-    fp32 = {"HED": annotators.hed_state_dict, "lineart": annotators.lineart_state_dict,
-            "StyleShot adapter": lambda: styleshot_files.adapter_state_dict(content_fusion=False, unet=False)}[slot]()
+    fp32 = {
+        "HED": annotators.hed_state_dict,
+        "lineart": annotators.lineart_state_dict,
+        "StyleShot adapter": lambda: styleshot_files.adapter_state_dict(content_fusion=False, unet=False),
+    }[slot]()
     fp32 = {key: value.float() for key, value in fp32.items()}
     stored = mixed(fp32)
     torch.save(stored, tmp_path / SLOTS[slot][1])
@@ -225,8 +254,10 @@ def test_a_state_dict_that_mixes_dtypes_loads_as_its_fp32_file(tmp_path, slot):
 
 def mixed_layout_only(layout):
     """layout_only with the dtypes mixed: a broadcast scalar per key (its index) in fp16, bf16 or fp32."""
-    return {key: torch.full((), float(i), dtype=MIXED[i % len(MIXED)]).expand(shape)
-            for i, (key, shape) in enumerate(layout.items())}
+    return {
+        key: torch.full((), float(i), dtype=MIXED[i % len(MIXED)]).expand(shape)
+        for i, (key, shape) in enumerate(layout.items())
+    }
 
 
 def test_the_content_fusion_encoder_keeps_its_stored_dtypes_for_comfyui_to_cast(tmp_path):
@@ -259,4 +290,3 @@ def test_a_textual_inversion_vector_of_half_precision_gives_fp32_vectors(tmp_pat
     inst.write_a1111(tmp_path / "style.pt", vectors.to(dtype))
     loaded = load_style_file(str(tmp_path / "style.pt")).vectors
     assert_cast_from({"*": loaded}, {"*": vectors.to(dtype)}, {"*": vectors})
-

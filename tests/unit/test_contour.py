@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from fixtures import annotators, images, reference
 
+from fixtures import annotators, images, reference
 from style_suite.preprocessors.hed import HEDNetwork, contour, contour_levels, safe_step, soft_edge_levels, soft_edges
 from style_suite.preprocessors.run import map_images
 
@@ -22,7 +22,10 @@ def as_uint8(image_batch):
     return (image_batch[..., 0] * 255).round().to(torch.uint8).numpy()
 
 
-@pytest.mark.parametrize("threshold,size,iterations", [(0, 3, 1), (127, 3, 1), (200, 3, 1), (254, 5, 2), (255, 3, 1), (200, 2, 1), (200, 3, 0)])
+@pytest.mark.parametrize(
+    "threshold,size,iterations",
+    [(0, 3, 1), (127, 3, 1), (200, 3, 1), (254, 5, 2), (255, 3, 1), (200, 2, 1), (200, 3, 0)],
+)
 def test_contour_post_processing_equals_the_published_numpy_steps(threshold, size, iterations):
     levels = np.random.default_rng(threshold).integers(0, 256, (3, 37, 29)).astype(np.uint8)
     levels[0, :4, :4] = threshold  # a value equal to the threshold is dropped (strict >)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures import annotators, styleshot
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from fixtures import annotators, styleshot
 from style_suite.loaders import convert
 from style_suite.loaders.styleshot import load_adapter, load_encoder
 from style_suite.loaders.weights import write_safetensors
@@ -135,7 +135,9 @@ def test_fp16_halves_the_floats(tmp_path):
     ratio = os.path.getsize(half / "ip.safetensors") / os.path.getsize(full / "ip.safetensors")
     assert 0.49 < ratio < 0.51
     adapter = load_adapter(str(half / "ip.safetensors"))
-    assert torch.equal(adapter.adapter_modules["5"].to_k_ip.weight, full_tensors["adapter_modules.5.to_k_ip.weight"].half().float())
+    assert torch.equal(
+        adapter.adapter_modules["5"].to_k_ip.weight, full_tensors["adapter_modules.5.to_k_ip.weight"].half().float()
+    )
 
 
 def test_encoder_converts_without_the_unused_clip_embeddings(encoder_file, out_dir):
@@ -173,8 +175,13 @@ def test_a_wrong_file_exits_1_with_a_message(tmp_path, capsys):
 
 def test_the_script_converts_in_one_command(tmp_path):
     source = styleshot.write_adapter(tmp_path / "styleshot_lineart_ip.bin", seed=7)
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "convert_styleshot.py"), str(source), "--fp16"],
-                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "convert_styleshot.py"), str(source), "--fp16"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     out = tmp_path / "styleshot_lineart_ip.safetensors"
     assert f"-> {out}" in result.stdout

@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 import pytest
 import torch
 from aiohttp import WSMsgType, web
+
 from fixtures.fake_comfy import FakeComfy, ServerThread
 from fixtures.hub import Hub
 from style_suite.headless import batch, workflow
@@ -25,6 +26,7 @@ TEXT_DRIVEN = workflow.load("styleshot_text_driven")
 
 
 # --- WebSocket, against aiohttp's server -----------------------------------------------------------
+
 
 class Peer:
     """An aiohttp WebSocket server that plays a test's script (which records what it receives)."""
@@ -76,6 +78,7 @@ def test_websocket_refuses_a_server_that_does_not_upgrade():
 
 # --- The client, against a stand-in server --------------------------------------------------------
 
+
 @pytest.fixture
 def fake():
     servers = []
@@ -104,41 +107,73 @@ def test_run_follows_its_own_prompt_to_the_end_and_returns_the_saved_images(fake
 
 def test_a_refused_prompt_raises_comfyuis_validation_text_naming_nodes_by_title(fake):
     answer = {
-        "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
-                  "details": "", "extra_info": {}},
-        "node_errors": {"2": {"class_type": "StyleSuiteStyleShotLoader", "dependent_outputs": ["11"], "errors": [
-            {"type": "value_not_in_list", "message": "Value not in list",
-             "details": "adapter: 'ip.bin' not in ['a.bin', 'b.bin']" + ", 'c.bin'" * 300, "extra_info": {}}]}},
+        "error": {
+            "type": "prompt_outputs_failed_validation",
+            "message": "Prompt outputs failed validation",
+            "details": "",
+            "extra_info": {},
+        },
+        "node_errors": {
+            "2": {
+                "class_type": "StyleSuiteStyleShotLoader",
+                "dependent_outputs": ["11"],
+                "errors": [
+                    {
+                        "type": "value_not_in_list",
+                        "message": "Value not in list",
+                        "details": "adapter: 'ip.bin' not in ['a.bin', 'b.bin']" + ", 'c.bin'" * 300,
+                        "extra_info": {},
+                    }
+                ],
+            }
+        },
     }
     server = fake(refuse=lambda prompt: answer)
     with pytest.raises(ComfyError) as error:
         Comfy(server.url).run(TEXT_DRIVEN)
     lines = str(error.value).splitlines()
     assert lines[0] == "ComfyUI refused the workflow: Prompt outputs failed validation"
-    assert lines[1].startswith("  node 2 'StyleShot Loader' (StyleSuiteStyleShotLoader): Value not in list: "
-                               "adapter: 'ip.bin' not in ['a.bin', 'b.bin']")
+    assert lines[1].startswith(
+        "  node 2 'StyleShot Loader' (StyleSuiteStyleShotLoader): Value not in list: "
+        "adapter: 'ip.bin' not in ['a.bin', 'b.bin']"
+    )
     assert lines[1].endswith(" ...") and len(lines[1]) < 800  # a long file list is cut
 
 
 def test_an_execution_error_raises_the_nodes_own_message(fake):
-    error = {"node_id": "2", "node_type": "StyleSuiteStyleShotLoader", "executed": [], "traceback": ["..."],
-             "exception_type": "custom_nodes.style-suite.loaders.weights.ModelFileError",
-             "exception_message": "x.bin is not a StyleShot adapter: 3 missing keys."}
+    error = {
+        "node_id": "2",
+        "node_type": "StyleSuiteStyleShotLoader",
+        "executed": [],
+        "traceback": ["..."],
+        "exception_type": "custom_nodes.style-suite.loaders.weights.ModelFileError",
+        "exception_message": "x.bin is not a StyleShot adapter: 3 missing keys.",
+    }
     server = fake(fail=lambda prompt: error)
     with pytest.raises(ComfyError) as raised:
         Comfy(server.url).run(TEXT_DRIVEN)
-    assert str(raised.value) == ("node 2 'StyleShot Loader' (StyleSuiteStyleShotLoader) failed: ModelFileError: "
-                                 "x.bin is not a StyleShot adapter: 3 missing keys.")
+    assert str(raised.value) == (
+        "node 2 'StyleShot Loader' (StyleSuiteStyleShotLoader) failed: ModelFileError: "
+        "x.bin is not a StyleShot adapter: 3 missing keys."
+    )
 
 
 def test_a_prompt_marked_failed_without_an_error_names_the_prompt_and_its_events(fake):
     server = fake()
-    server.history["p1"] = {"outputs": {}, "status": {"status_str": "error", "completed": False, "messages": [
-        ["execution_start", {}], ["execution_interrupted", {}]]}}
+    server.history["p1"] = {
+        "outputs": {},
+        "status": {
+            "status_str": "error",
+            "completed": False,
+            "messages": [["execution_start", {}], ["execution_interrupted", {}]],
+        },
+    }
     with pytest.raises(ComfyError) as raised:
         Comfy(server.url).saved_images(TEXT_DRIVEN, "p1")
-    assert str(raised.value) == ("ComfyUI marked prompt p1 as failed without an error message (execution_start, "
-                                 "execution_interrupted): the server's console says why")
+    assert str(raised.value) == (
+        "ComfyUI marked prompt p1 as failed without an error message (execution_start, "
+        "execution_interrupted): the server's console says why"
+    )
 
 
 def test_a_server_that_drops_the_connection_mid_run_is_reported_as_unreachable(fake):
@@ -171,22 +206,31 @@ def test_uploads_are_multipart_as_comfyui_reads_them_and_named_by_content(fake, 
 
 # --- Workflows set by title -----------------------------------------------------------------------
 
+
 def test_settings_take_the_type_of_the_input_and_leave_the_shipped_file_alone():
-    chosen = [workflow.parse_setting(s) for s in ("Sampler.steps=20", "sampler.cfg=4.5", "Prompt.text=42",
-                                                  "StyleShot Encode Style.shuffle=false")]
+    chosen = [
+        workflow.parse_setting(s)
+        for s in ("Sampler.steps=20", "sampler.cfg=4.5", "Prompt.text=42", "StyleShot Encode Style.shuffle=false")
+    ]
     ready = workflow.configure(TEXT_DRIVEN, chosen, upload=None)
     assert ready["9"]["inputs"]["steps"] == 20 and ready["9"]["inputs"]["cfg"] == 4.5
     assert ready["6"]["inputs"]["text"] == "42" and ready["4"]["inputs"]["shuffle"] is False
     assert TEXT_DRIVEN["9"]["inputs"]["steps"] == 30  # a copy was changed
 
 
-@pytest.mark.parametrize("setting, message", [
-    ("Sampler.steps=many", "Sampler.steps takes a whole number, not 'many'"),
-    ("Sampler.model=x", "input 'model' of node 'Sampler' comes from another node"),
-    ("Sampler.stepz=3", "node 'Sampler' (KSampler) has no input 'stepz' in this workflow; it has: seed, steps"),
-    ("Sampelr.steps=3", "the workflow has no node titled 'Sampelr'; its titles are: Load Checkpoint, Negative prompt"),
-    ("Sampler=3", "write it as 'Node title.input=value'"),
-])
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("Sampler.steps=many", "Sampler.steps takes a whole number, not 'many'"),
+        ("Sampler.model=x", "input 'model' of node 'Sampler' comes from another node"),
+        ("Sampler.stepz=3", "node 'Sampler' (KSampler) has no input 'stepz' in this workflow; it has: seed, steps"),
+        (
+            "Sampelr.steps=3",
+            "the workflow has no node titled 'Sampelr'; its titles are: Load Checkpoint, Negative prompt",
+        ),
+        ("Sampler=3", "write it as 'Node title.input=value'"),
+    ],
+)
 def test_wrong_settings_are_refused_with_what_exists(setting, message):
     with pytest.raises(ComfyError, match=message.replace("(", r"\(").replace(")", r"\)")):
         workflow.configure(TEXT_DRIVEN, [workflow.parse_setting(setting)], upload=None)
@@ -196,8 +240,11 @@ def test_a_load_image_set_to_a_local_file_is_uploaded_and_a_server_name_is_kept(
     local = tmp_path / "mine.png"
     local.write_bytes(b"png")
     uploaded = []
-    ready = workflow.configure(TEXT_DRIVEN, [("Style image", "image", str(local))],
-                               upload=lambda path: uploaded.append(path) or "style_suite/mine-1.png")
+    ready = workflow.configure(
+        TEXT_DRIVEN,
+        [("Style image", "image", str(local))],
+        upload=lambda path: uploaded.append(path) or "style_suite/mine-1.png",
+    )
     assert uploaded == [local] and ready["3"]["inputs"]["image"] == "style_suite/mine-1.png"
     kept = workflow.configure(TEXT_DRIVEN, [("Style image", "image", "example.png")], upload=None)
     assert kept["3"]["inputs"]["image"] == "example.png"
@@ -214,6 +261,7 @@ def test_ui_format_and_broken_files_are_refused(tmp_path):
 
 
 # --- Progress -------------------------------------------------------------------------------------
+
 
 class Terminal(io.StringIO):
     def __init__(self, tty):
@@ -237,8 +285,11 @@ def test_progress_in_a_log_gives_a_line_per_node_and_quarter_of_steps_counting_c
     log = Terminal(tty=False)
     _feed(ProgressLine(TEXT_DRIVEN, log))
     assert log.getvalue().splitlines() == [
-        "[ 3/11] Sampler", "[ 3/11] Sampler  ###########............. 14/30",
-        "[ 3/11] Sampler  ############............ 15/30", "[ 4/11] VAE Decode"]
+        "[ 3/11] Sampler",
+        "[ 3/11] Sampler  ###########............. 14/30",
+        "[ 3/11] Sampler  ############............ 15/30",
+        "[ 4/11] VAE Decode",
+    ]
 
 
 def test_progress_on_a_terminal_redraws_one_line_with_the_steps():
@@ -250,6 +301,7 @@ def test_progress_on_a_terminal_redraws_one_line_with_the_steps():
 
 
 # --- Batch ----------------------------------------------------------------------------------------
+
 
 def _images(folder, *names):
     folder.mkdir(parents=True, exist_ok=True)
@@ -273,8 +325,10 @@ def test_a_batch_pairs_every_content_with_every_style_and_refuses_clashing_names
 
 def test_a_batch_spreads_over_servers_hands_jobs_of_a_dead_one_on_and_reports_failures(fake, tmp_path):
     bad_style = "s3.png"
-    refuse = {"error": {"message": "Prompt outputs failed validation"},
-              "node_errors": {"3": {"errors": [{"message": "Invalid image file", "details": "image: " + bad_style}]}}}
+    refuse = {
+        "error": {"message": "Prompt outputs failed validation"},
+        "node_errors": {"3": {"errors": [{"message": "Invalid image file", "details": "image: " + bad_style}]}},
+    }
 
     def refuses_bad_style(prompt):
         return refuse if bad_style in prompt["3"]["inputs"]["image"] else None
@@ -318,10 +372,25 @@ def test_save_images_writes_the_first_image_last(fake, tmp_path):
 
 # --- The command line -----------------------------------------------------------------------------
 
+
 def test_cli_run_downloads_into_the_folder_and_exits_0(fake, tmp_path, capsys):
     server = fake()
-    code = main(["run", "styleshot_text_driven", "--prompt", "a lake", "--seed", "5", "--set", "Sampler.steps=3",
-                 "-o", str(tmp_path / "out"), "--server", server.url])
+    code = main(
+        [
+            "run",
+            "styleshot_text_driven",
+            "--prompt",
+            "a lake",
+            "--seed",
+            "5",
+            "--set",
+            "Sampler.steps=3",
+            "-o",
+            str(tmp_path / "out"),
+            "--server",
+            server.url,
+        ]
+    )
     assert code == 0
     (prompt,) = server.prompts
     assert prompt["6"]["inputs"]["text"] == "a lake" and prompt["9"]["inputs"]["seed"] == 5
@@ -330,8 +399,14 @@ def test_cli_run_downloads_into_the_folder_and_exits_0(fake, tmp_path, capsys):
 
 
 def test_cli_errors_exit_1_with_one_sentence(fake, tmp_path, capsys):
-    server = fake(fail=lambda prompt: {"node_id": "9", "node_type": "KSampler", "exception_type": "RuntimeError",
-                                       "exception_message": "boom"})
+    server = fake(
+        fail=lambda prompt: {
+            "node_id": "9",
+            "node_type": "KSampler",
+            "exception_type": "RuntimeError",
+            "exception_message": "boom",
+        }
+    )
     assert main(["stylize", "--style", str(_images(tmp_path, "s.png") / "s.png"), "--server", server.url]) == 1
     assert capsys.readouterr().err.strip().endswith("error: node 9 'Sampler' (KSampler) failed: RuntimeError: boom")
     assert main(["stylize", "--style", str(tmp_path / "none.png"), "--server", server.url]) == 1
@@ -351,35 +426,66 @@ TEXT_DRIVEN_FILES = ["v1-5-pruned-emaonly-fp16.safetensors", "style_aware_encode
 
 def object_info(checkpoints=(), styleshot=()):
     """/object_info answers for the text-driven workflow's model loaders (combo inputs, both formats)."""
-    return {"CheckpointLoaderSimple": {"input": {"required": {"ckpt_name": [list(checkpoints), {}]}}},
-            "StyleSuiteStyleShotLoader": {"input": {"required": {
-                "style_encoder": [list(styleshot), {"tooltip": "..."}],
-                "adapter": ["COMBO", {"options": list(styleshot)}]}}}}
+    return {
+        "CheckpointLoaderSimple": {"input": {"required": {"ckpt_name": [list(checkpoints), {}]}}},
+        "StyleSuiteStyleShotLoader": {
+            "input": {
+                "required": {
+                    "style_encoder": [list(styleshot), {"tooltip": "..."}],
+                    "adapter": ["COMBO", {"options": list(styleshot)}],
+                }
+            }
+        },
+    }
 
 
-def test_a_missing_model_file_is_named_with_the_command_that_fetches_it_before_anything_is_posted(fake, tmp_path, capsys):
+def test_a_missing_model_file_is_named_with_the_command_that_fetches_it_before_anything_is_posted(
+    fake, tmp_path, capsys
+):
     server = fake(object_info=object_info(["mine.safetensors"], ["style_aware_encoder.bin"]))
     style = str(_images(tmp_path, "s.png") / "s.png")
     assert main(["stylize", "--style", style, "--server", server.url]) == 1
     err = capsys.readouterr().err
     assert f"the ComfyUI at {server.url} lacks model files this workflow needs:" in err
-    assert ("- v1-5-pruned-emaonly-fp16.safetensors (node 1 'Load Checkpoint' (CheckpointLoaderSimple)): Stable "
-            "Diffusion 1.5, the checkpoint") in err and "it goes in models/checkpoints" in err
+    assert (
+        "- v1-5-pruned-emaonly-fp16.safetensors (node 1 'Load Checkpoint' (CheckpointLoaderSimple)): Stable "
+        "Diffusion 1.5, the checkpoint"
+    ) in err and "it goes in models/checkpoints" in err
     assert "- styleshot_contour_ip.bin (node 2 'StyleShot Loader'" in err
     assert "- style_aware_encoder.bin" not in err  # the server has that one
-    assert ("python scripts/style_suite.py models --download v1-5-pruned-emaonly-fp16.safetensors "
-            "styleshot_contour_ip.bin") in err and "Run this command again with --download" in err
+    assert (
+        "python scripts/style_suite.py models --download v1-5-pruned-emaonly-fp16.safetensors styleshot_contour_ip.bin"
+    ) in err and "Run this command again with --download" in err
     assert server.prompts == [] and server.uploads == {}  # nothing posted, nothing uploaded
 
     # a file the pack does not list: where it goes is the server's business
-    assert main(["stylize", "--style", style, "--server", server.url, "--set", "Load Checkpoint.ckpt_name=other.ckpt"]) == 1
-    assert ("- other.ckpt (node 1 'Load Checkpoint' (CheckpointLoaderSimple), input 'ckpt_name'): put it in the model "
-            "folder that input lists, or choose a file it has with --set 'Load Checkpoint.ckpt_name=FILE'") in capsys.readouterr().err
+    assert (
+        main(["stylize", "--style", style, "--server", server.url, "--set", "Load Checkpoint.ckpt_name=other.ckpt"])
+        == 1
+    )
+    assert (
+        "- other.ckpt (node 1 'Load Checkpoint' (CheckpointLoaderSimple), input 'ckpt_name'): put it in the model "
+        "folder that input lists, or choose a file it has with --set 'Load Checkpoint.ckpt_name=FILE'"
+    ) in capsys.readouterr().err
     everything = fake(object_info=object_info(["v1-5-pruned-emaonly-fp16.safetensors"], TEXT_DRIVEN_FILES[1:]))
     assert main(["stylize", "--style", style, "--server", everything.url, "-o", str(tmp_path / "out.png")]) == 0
     # a file the pack does not list, on a pack node, is left to that node's own validation on the server
-    assert main(["stylize", "--style", style, "--server", everything.url, "--set", "StyleShot Loader.adapter=ip.bin",
-                 "-o", str(tmp_path / "other.png")]) == 0
+    assert (
+        main(
+            [
+                "stylize",
+                "--style",
+                style,
+                "--server",
+                everything.url,
+                "--set",
+                "StyleShot Loader.adapter=ip.bin",
+                "-o",
+                str(tmp_path / "other.png"),
+            ]
+        )
+        == 0
+    )
     assert len(everything.prompts) == 2
 
 
@@ -389,7 +495,9 @@ from pack import import_pack
 import_pack()
 from style_suite.loaders import model_check
 published = json.loads(os.environ["TEST_PUBLISHED"])
-model_check.ALL = tuple(dataclasses.replace(m, **published[m.name]) if m.name in published else m for m in model_check.ALL)
+model_check.ALL = tuple(
+    dataclasses.replace(m, **published[m.name]) if m.name in published else m for m in model_check.ALL
+)
 from style_suite.headless.cli import main
 sys.exit(main(sys.argv[2:]))
 """
@@ -404,24 +512,35 @@ def comfyui_python(tmp_path, monkeypatch):
     shim = tmp_path / "shim.py"
     shim.write_text(SHIM.format(scripts=str(SCRIPT.parent)))
     python = tmp_path / "comfyui-python"
-    python.write_text(f"#!/bin/sh\nexec {sys.executable} {shim} \"$@\"\n")
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} {shim} "$@"\n')
     python.chmod(0o755)
     return python
 
 
 def fixture_files():
     """Bytes of a small SD1.x checkpoint, a StyleShot encoder and a contour adapter (real layouts)."""
-    from fixtures import styleshot
-    from fixtures.sd15_checkpoint import sd15_layout
     from safetensors.torch import save
 
-    keys = ["model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
-            "cond_stage_model.transformer.text_model.final_layer_norm.weight", "first_stage_model.decoder.conv_out.bias"]
+    from fixtures import styleshot
+    from fixtures.sd15_checkpoint import sd15_layout
+
+    keys = [
+        "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
+        "cond_stage_model.transformer.text_model.final_layer_norm.weight",
+        "first_stage_model.decoder.conv_out.bias",
+    ]
     checkpoint = save({key: torch.zeros(sd15_layout()[key], dtype=torch.float16) for key in keys})
     files = {TEXT_DRIVEN_FILES[0]: checkpoint}
-    for name, layout in ((TEXT_DRIVEN_FILES[1], styleshot.encoder_layout()),
-                         (TEXT_DRIVEN_FILES[2], {**styleshot.adapter_layout(), **{
-                             f"controlnet.{k}": v for k, v in styleshot.content_fusion_layout().items()}})):
+    for name, layout in (
+        (TEXT_DRIVEN_FILES[1], styleshot.encoder_layout()),
+        (
+            TEXT_DRIVEN_FILES[2],
+            {
+                **styleshot.adapter_layout(),
+                **{f"controlnet.{k}": v for k, v in styleshot.content_fusion_layout().items()},
+            },
+        ),
+    ):
         buffer = io.BytesIO()
         torch.save(styleshot.layout_only(layout, torch.float16), buffer)
         files[name] = buffer.getvalue()
@@ -439,31 +558,66 @@ def test_download_fetches_the_files_the_workflow_names_then_runs(fake, tmp_path,
             hub.serve(BY_NAME[name], data)
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         monkeypatch.setenv("COMFYUI_PATH", str(comfyui))
-        monkeypatch.setenv("TEST_PUBLISHED", json.dumps({name: {"size_bytes": len(data), "sha256": ""}
-                                                         for name, data in files.items()}))
+        monkeypatch.setenv(
+            "TEST_PUBLISHED",
+            json.dumps({name: {"size_bytes": len(data), "sha256": ""} for name, data in files.items()}),
+        )
         server = fake(object_info=object_info(TEXT_DRIVEN_FILES[:1], TEXT_DRIVEN_FILES[1:]))
         style = str(_images(tmp_path, "s.png") / "s.png")
-        code = main(["stylize", "--style", style, "--server", server.url, "--download", "--comfyui-python",
-                     str(comfyui_python), "-o", str(tmp_path / "out.png")])
+        code = main(
+            [
+                "stylize",
+                "--style",
+                style,
+                "--server",
+                server.url,
+                "--download",
+                "--comfyui-python",
+                str(comfyui_python),
+                "-o",
+                str(tmp_path / "out.png"),
+            ]
+        )
         err = capsys.readouterr().err
         assert code == 0, err
     assert (comfyui / "models" / "checkpoints" / TEXT_DRIVEN_FILES[0]).read_bytes() == files[TEXT_DRIVEN_FILES[0]]
     assert (comfyui / "models" / "styleshot" / TEXT_DRIVEN_FILES[2]).read_bytes() == files[TEXT_DRIVEN_FILES[2]]
     assert "styleshot_contour_ip.bin: downloading" in err and len(server.prompts) == 1
     assert {urlparse(path).path.rsplit("/", 1)[-1] for path, _ in hub.requests} == {
-        "v1-5-pruned-emaonly-fp16.safetensors", "style_aware_encoder.bin", "ip.bin"}  # nothing else
+        "v1-5-pruned-emaonly-fp16.safetensors",
+        "style_aware_encoder.bin",
+        "ip.bin",
+    }  # nothing else
 
     # Run again: everything is there, nothing is downloaded
     hub_requests = len(hub.requests)
-    assert main(["stylize", "--style", style, "--server", server.url, "--download", "--comfyui-python",
-                 str(comfyui_python), "-o", str(tmp_path / "again.png")]) == 0
+    assert (
+        main(
+            [
+                "stylize",
+                "--style",
+                style,
+                "--server",
+                server.url,
+                "--download",
+                "--comfyui-python",
+                str(comfyui_python),
+                "-o",
+                str(tmp_path / "again.png"),
+            ]
+        )
+        == 0
+    )
     assert len(hub.requests) == hub_requests and "already there, not downloaded" in capsys.readouterr().err
 
 
 def test_download_needs_to_know_the_comfyui_folder(fake, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("COMFYUI_PATH", raising=False)
     server = fake()
-    assert main(["stylize", "--style", str(_images(tmp_path, "s.png") / "s.png"), "--server", server.url, "--download"]) == 1
+    assert (
+        main(["stylize", "--style", str(_images(tmp_path, "s.png") / "s.png"), "--server", server.url, "--download"])
+        == 1
+    )
     err = capsys.readouterr().err
     assert "--download fetches model files into the model folders of a ComfyUI folder: set COMFYUI_PATH" in err
     assert "python scripts/style_suite.py models --download v1-5-pruned-emaonly-fp16.safetensors" in err
@@ -476,7 +630,7 @@ def test_the_readmes_comfyui_args_line_reaches_comfyui_as_written(tmp_path, caps
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     (line,) = [line for line in readme.splitlines() if '--comfyui-args "--cpu"' in line and "style_suite.py" in line]
     argv = shlex.split(line)
-    argv = argv[argv.index("scripts/style_suite.py") + 1:]
+    argv = argv[argv.index("scripts/style_suite.py") + 1 :]
     comfyui = tmp_path / "ComfyUI"
     comfyui.mkdir()
     (comfyui / "main.py").write_text("import sys\nprint('arguments:', sys.argv[1:])\nsys.exit(3)\n")

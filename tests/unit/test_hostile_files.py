@@ -9,17 +9,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
+
 from fixtures import annotators
 from fixtures import styleshot as styleshot_files
 from fixtures.memory import in_a_fresh_process
 from fixtures.payload import Command, save_payload
-from safetensors.torch import save_file
-
 from style_suite.loaders.annotators import load_hed, load_lineart
 from style_suite.loaders.inst import load_style_file
 from style_suite.loaders.styleshot import load_adapter, load_encoder
 from style_suite.loaders.weights import ModelFileError
-
 
 # slot: (loader, file name, a key of the slot's real layout that the payload replaces)
 SLOTS = {
@@ -77,7 +76,9 @@ LYING_HEADERS = {
     "a header length past the end of the file": dict(header={}, length=10**6),
     "a tensor of 1 TB in a 64-byte file": dict(header=TERABYTE_TENSOR),
     "offsets past the end": dict(header={"norm": {"dtype": "F32", "shape": [8, 8], "data_offsets": [0, 256]}}),
-    "offsets that do not match the shape": dict(header={"norm": {"dtype": "F32", "shape": [2**20], "data_offsets": [0, 64]}}),
+    "offsets that do not match the shape": dict(
+        header={"norm": {"dtype": "F32", "shape": [2**20], "data_offsets": [0, 64]}}
+    ),
     "a dtype that is no dtype": dict(header={"norm": {"dtype": "Q4_K", "shape": [16], "data_offsets": [0, 64]}}),
 }
 
@@ -86,9 +87,12 @@ LYING_HEADERS = {
 def test_lying_safetensors_headers_are_refused_without_reading_or_allocating_what_they_claim(tmp_path):
     """Each file is a few bytes; the loader runs in a fresh process whose peak memory is reported, so
     a loader that allocated (or read) what a header claims would show it."""
-    files = {case: str(safetensors_with_header(tmp_path / f"{i}.safetensors", **spec))
-             for i, (case, spec) in enumerate(LYING_HEADERS.items())}
-    report = json.loads(in_a_fresh_process(f"""
+    files = {
+        case: str(safetensors_with_header(tmp_path / f"{i}.safetensors", **spec))
+        for i, (case, spec) in enumerate(LYING_HEADERS.items())
+    }
+    report = json.loads(
+        in_a_fresh_process(f"""
 import json
 from style_suite.loaders.annotators import load_hed
 from style_suite.loaders.weights import ModelFileError
@@ -101,13 +105,17 @@ for case, path in {files!r}.items():
     except ModelFileError as error:
         messages[case] = str(error)
 print(json.dumps({{"messages": messages, "grown_mib": grown_mib() - before}}))
-"""))
+""")
+    )
     for case, message in report["messages"].items():
         name = Path(files[case]).name
         assert message is not None, f"{case}: accepted"
         assert message.startswith(f"{name} could not be read as a weights file") or message.startswith(
-            f"{name} stores Q4_K tensors"), f"{case}: {message}"
-    assert report["grown_mib"] < 100, f"loading grew memory by {report['grown_mib']:.0f} MiB: something read what a header claims"
+            f"{name} stores Q4_K tensors"
+        ), f"{case}: {message}"
+    assert report["grown_mib"] < 100, (
+        f"loading grew memory by {report['grown_mib']:.0f} MiB: something read what a header claims"
+    )
 
 
 @pytest.mark.parametrize("slot", ["HED", "StyleShot adapter"])
@@ -127,7 +135,8 @@ def test_a_large_file_of_another_kind_is_refused_without_reading_its_data(tmp_pa
     layout before its data is read, so loading adds almost nothing to memory (in a fresh process)."""
     path = tmp_path / "model.safetensors"
     save_file({"model.diffusion_model.big": torch.zeros(2**28)}, path)  # 1 GiB of fp32
-    report = json.loads(in_a_fresh_process(f"""
+    report = json.loads(
+        in_a_fresh_process(f"""
 import json
 from style_suite.loaders.annotators import load_hed
 from style_suite.loaders.weights import ModelFileError
@@ -138,7 +147,8 @@ try:
 except ModelFileError as error:
     message = str(error)
 print(json.dumps({{"message": message, "grown_mib": grown_mib() - before}}))
-"""))
+""")
+    )
     assert report["message"].startswith("model.safetensors is not a HED network")
     assert report["grown_mib"] < 100, f"loading grew memory by {report['grown_mib']:.0f} MiB: the 1 GiB tensor was read"
 
@@ -146,8 +156,10 @@ print(json.dumps({{"message": message, "grown_mib": grown_mib() - before}}))
 NOT_MODEL_FILES = {
     "a saved web page": (b"<!DOCTYPE html>\n<html><body>Sign in to continue</body></html>", "is a web page"),
     "a hub error": (b'{"error":"Repository not found"}', "is a web page or an error message"),
-    "a Git LFS pointer": (b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"0" * 64 + b"\nsize 1807217753\n",
-                          "is a Git LFS pointer"),
+    "a Git LFS pointer": (
+        b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"0" * 64 + b"\nsize 1807217753\n",
+        "is a Git LFS pointer",
+    ),
 }
 
 

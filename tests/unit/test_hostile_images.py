@@ -6,9 +6,9 @@ unreadable batches: tests/unit/test_images.py; through ComfyUI: tests/host/test_
 import numpy as np
 import pytest
 import torch
+
 from fixtures import annotators, images
 from fixtures.memory import in_a_fresh_process
-
 from style_suite.models import adain
 from style_suite.models.style_patches import style_crop
 from style_suite.preprocessors import image as image_module
@@ -19,7 +19,11 @@ from style_suite.preprocessors.run import MAX_DETECT_PIXELS, map_images
 
 
 def network(kind):
-    net, state = (HEDNetwork(), annotators.hed_state_dict()) if kind == "hed" else (LineartGenerator(), annotators.lineart_state_dict())
+    net, state = (
+        (HEDNetwork(), annotators.hed_state_dict())
+        if kind == "hed"
+        else (LineartGenerator(), annotators.lineart_state_dict())
+    )
     net.load_state_dict(state)
     return net.eval()
 
@@ -60,12 +64,15 @@ def test_a_one_pixel_image_is_the_corner_of_the_smallest_image_the_network_takes
     assert not torch.equal(square[0, 0, 0], square[0, smallest // 2, smallest // 2]) or detector == "contour"
 
 
-@pytest.mark.parametrize("height, width, resolution", [(16384, 16384, 0), (8192, 4096, 0), (16384, 64, 512), (1, 16384, 64)])
+@pytest.mark.parametrize(
+    "height, width, resolution", [(16384, 16384, 0), (8192, 4096, 0), (16384, 64, 512), (1, 16384, 64)]
+)
 def test_images_over_the_pixel_limit_are_refused_before_any_work(height, width, resolution):
     """A 16384x16384 input (3 GiB as float32; here a broadcast view that costs nothing) or an extreme
     aspect ratio at a detect resolution (16384x64 at 512 would be 512x131072) is refused with what to
     do, and the refusal allocates nothing of that size."""
-    grown = float(in_a_fresh_process(f"""
+    grown = float(
+        in_a_fresh_process(f"""
         import torch
         from style_suite.preprocessors.run import map_images
         batch = torch.zeros(1, 1, 1, 3).expand(1, {height}, {width}, 3)
@@ -77,7 +84,8 @@ def test_images_over_the_pixel_limit_are_refused_before_any_work(height, width, 
         else:
             raise AssertionError("not refused")
         print(grown_mib() - before)
-    """))
+    """)
+    )
     assert grown < 100, f"refusing a {width}x{height} image took {grown:.0f} MiB"
 
 
@@ -85,7 +93,8 @@ def test_an_image_at_the_pixel_limit_is_processed_one_image_at_a_time():
     """At the limit (4096x4096, a batch of 4) the detector runs, and peak memory beyond the batch
     itself is bounded by one image's working copies, not four."""
     assert MAX_DETECT_PIXELS == 4096 * 4096
-    grown = float(in_a_fresh_process("""
+    grown = float(
+        in_a_fresh_process("""
         import torch
         from style_suite.preprocessors.run import map_images
         batch = torch.rand(4, 4096, 4096, 3)  # 768 MiB
@@ -94,7 +103,8 @@ def test_an_image_at_the_pixel_limit_is_processed_one_image_at_a_time():
         assert out.shape == batch.shape
         del out
         print(grown_mib() - before)
-    """))
+    """)
+    )
     # one image: float copy and levels (2 x 192 MiB), uint8 (48), its map and output (4 x 64) and
     # the batch output (768): about 1.4 GiB; quantising the whole batch first would add 1.2 GiB
     assert grown < 1600, f"mapping 4 images of 16 megapixels grew peak memory by {grown:.0f} MiB"
@@ -104,7 +114,8 @@ def test_an_image_at_the_pixel_limit_is_processed_one_image_at_a_time():
 def test_style_crops_of_extreme_shapes_stay_small(height, width):
     """Resizing a 1x16384 image to a 512 px short side would build an 8-gigapixel picture (24 GB);
     only the centre crop's part is resampled."""
-    grown = float(in_a_fresh_process(f"""
+    grown = float(
+        in_a_fresh_process(f"""
         import torch
         from style_suite.models.style_patches import style_crop
         from style_suite.preprocessors.clip_view import clip_view
@@ -114,7 +125,8 @@ def test_style_crops_of_extreme_shapes_stay_small(height, width):
         assert crop.shape == (1, 3, 512, 512) and torch.isfinite(crop).all()
         assert clip_view(image, "corrected").shape == (1, 224, 224, 3)
         print(grown_mib() - before)
-    """))
+    """)
+    )
     assert grown < 200, f"a {width}x{height} style image took {grown:.0f} MiB"
 
 

@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from fixtures import images
 
+from fixtures import images
 from style_suite.preprocessors import run
 from style_suite.preprocessors.image import detect_size, resize_for_detection, to_rgb_uint8
 from style_suite.preprocessors.run import map_images

@@ -8,9 +8,9 @@ from collections import OrderedDict
 
 import pytest
 import torch
+
 from fixtures import inst
 from fixtures.payload import Payload
-
 from style_suite.loaders.inst import load_style_file
 from style_suite.loaders.weights import ModelFileError
 
@@ -67,14 +67,21 @@ def test_artbanks_file_gives_the_network_applied_to_its_learned_vector(tmp_path)
     torch.testing.assert_close(loaded.vectors, expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize(("name", "write", "count"), [
-    ("a1111.pt", inst.write_a1111, 2),
-    ("rinongal.pt", inst.write_rinongal, 1),
-    ("learned_embeds.bin", inst.write_learned_embeds, 1),
-    ("learned_embeds.safetensors", inst.write_learned_embeds, 3),
-    ("kohya.safetensors", lambda path, e: inst.write_safetensors(path, emb_params=e), 4),
-    ("sdxl.safetensors", lambda path, e: inst.write_safetensors(path, clip_l=e, clip_g=torch.zeros(len(e), 1280)), 2),
-])
+@pytest.mark.parametrize(
+    ("name", "write", "count"),
+    [
+        ("a1111.pt", inst.write_a1111, 2),
+        ("rinongal.pt", inst.write_rinongal, 1),
+        ("learned_embeds.bin", inst.write_learned_embeds, 1),
+        ("learned_embeds.safetensors", inst.write_learned_embeds, 3),
+        ("kohya.safetensors", lambda path, e: inst.write_safetensors(path, emb_params=e), 4),
+        (
+            "sdxl.safetensors",
+            lambda path, e: inst.write_safetensors(path, clip_l=e, clip_g=torch.zeros(len(e), 1280)),
+            2,
+        ),
+    ],
+)
 def test_textual_inversion_files_give_their_vectors(tmp_path, name, write, count):
     embedding = inst.vectors(count, seed=count)
     write(tmp_path / name, embedding.squeeze(0) if name == "learned_embeds.bin" else embedding)
@@ -100,7 +107,11 @@ def test_a_file_carrying_a_payload_is_refused_and_nothing_in_it_runs(tmp_path, w
         with inst.ldm_classes():
             torch.save({"string_to_token": {"*": 265}, "attention": network}, path)
     message = refused(path)
-    assert "embeddings.pt was refused" in message and "asks for io.open" in message and "nothing from it was run" in message
+    assert (
+        "embeddings.pt was refused" in message
+        and "asks for io.open" in message
+        and "nothing from it was run" in message
+    )
     assert not marker.exists()
 
 
@@ -154,13 +165,16 @@ def test_embeddings_for_other_text_encoders_are_refused_naming_them(tmp_path, wi
     assert f"{width}-wide" in message and named in message and "768" in message
 
 
-@pytest.mark.parametrize(("content", "says"), [
-    ({"weights": torch.zeros(3), "bias": torch.zeros(3)}, "holds the keys weights, bias"),
-    ({"string_to_param": {}}, "empty or unreadable string_to_param"),
-    ([torch.zeros(768)], "holds a list"),
-    ({"<style>": torch.full((768,), float("nan"))}, "NaN or infinite"),
-    ({"<style>": torch.zeros(80, 768)}, "80 vectors"),
-])
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ({"weights": torch.zeros(3), "bias": torch.zeros(3)}, "holds the keys weights, bias"),
+        ({"string_to_param": {}}, "empty or unreadable string_to_param"),
+        ([torch.zeros(768)], "holds a list"),
+        ({"<style>": torch.full((768,), float("nan"))}, "NaN or infinite"),
+        ({"<style>": torch.zeros(80, 768)}, "80 vectors"),
+    ],
+)
 def test_files_that_are_not_style_tokens_are_refused_saying_why(tmp_path, content, says):
     torch.save(content, tmp_path / "style.pt")
     assert says in refused(tmp_path / "style.pt")

@@ -100,7 +100,7 @@ def style_image(height, width, seed):
     rng = np.random.default_rng(seed)
     pixels = rng.integers(1, 255, size=(height, width, 3), dtype=np.uint8)
     pixels[: height // 4, : width // 3] = 0
-    pixels[-height // 5:, -width // 4:] = 255
+    pixels[-height // 5 :, -width // 4 :] = 255
     return pixels
 
 
@@ -110,8 +110,9 @@ def comfy_image(pixels):
 
 def processor_pixels(uint8_image):
     """transformers' PIL CLIPImageProcessor (openai/clip-vit-large-patch14 settings) up to normalisation."""
-    processor = CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
-                                   do_rescale=False, do_normalize=False)
+    processor = CLIPImageProcessor(
+        size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}, do_rescale=False, do_normalize=False
+    )
     return processor(images=uint8_image, return_tensors="np")["pixel_values"][0].transpose(1, 2, 0)
 
 
@@ -146,6 +147,7 @@ def test_an_unknown_preprocessing_is_refused():
 
 def inst_adain(content, style, eps=1e-5):
     """InST.ipynb's adain: calc_mean_std (unbiased variance + eps) per image and channel."""
+
     def mean_std(feat):
         n, c = feat.shape[:2]
         flat = feat.reshape(n, c, -1)
@@ -161,15 +163,17 @@ def test_latent_adain_is_insts_adain_at_strength_1_and_blends_below():
     style = torch.randn(2, 4, 10, 6, generator=torch.Generator().manual_seed(1)) * 0.5 - 2
     torch.testing.assert_close(latent_adain(content, style), inst_adain(content, style), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(latent_adain(content, style, 0.0), content)
-    torch.testing.assert_close(latent_adain(content, style, 0.25), 0.75 * content + 0.25 * inst_adain(content, style),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        latent_adain(content, style, 0.25), 0.75 * content + 0.25 * inst_adain(content, style), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_one_style_latent_serves_every_content_latent():
     content = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(2))
     style = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))
-    torch.testing.assert_close(latent_adain(content, style), inst_adain(content, style.expand(3, -1, -1, -1)),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        latent_adain(content, style), inst_adain(content, style.expand(3, -1, -1, -1)), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_fp16_latents_stay_finite_and_keep_their_dtype():

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from fixtures import annotators, images, reference
 
+from fixtures import annotators, images, reference
 from style_suite.preprocessors.lineart import LineartGenerator, lineart
 from style_suite.preprocessors.run import map_images
 
@@ -67,6 +67,8 @@ def test_invert_gives_white_lines_on_black(generator):
 @pytest.mark.parametrize("height,width,resolution", [(61, 90, 0), (50, 70, 64), (33, 35, 128)])
 def test_sizes_that_are_not_multiples_of_4_or_64_come_back_at_the_input_size(generator, height, width, resolution):
     _, net = generator
-    result = map_images(images.comfy_image(images.photo(height, width, 2)), lambda x: lineart(net, x), resolution=resolution)
+    result = map_images(
+        images.comfy_image(images.photo(height, width, 2)), lambda x: lineart(net, x), resolution=resolution
+    )
     assert tuple(result.shape) == (1, height, width, 3)
     assert 0 <= result.min() and result.max() <= 1

@@ -4,9 +4,9 @@ and other slots' files: test_broken_files.py)."""
 
 import pytest
 import torch
-from fixtures import annotators
 from safetensors.torch import save_file
 
+from fixtures import annotators
 from style_suite.loaders.annotators import load_hed, load_lineart
 from style_suite.loaders.model_files import HED, missing_file_message
 from style_suite.loaders.weights import ModelFileError, read_state_dict

@@ -16,19 +16,29 @@ from urllib.parse import urlparse
 
 import pytest
 import torch
+from safetensors.torch import save_file
+
 from fixtures import annotators, inst, styleshot
 from fixtures.clip_models import vision_l_layout, write_zero_safetensors
 from fixtures.hub import Hub
 from fixtures.sd15_checkpoint import sd15_layout
 from fixtures.sdxl_checkpoint import sdxl_layout
-from safetensors.torch import save_file
-
 from style_suite.loaders import clip_vision, model_check
 from style_suite.loaders.download import DownloadError, download
 from style_suite.loaders.model_check import check_all, check_file, check_published, main
-from style_suite.loaders.model_files import (ALL, CLIP_VISION_L, HED, INST_STYLE, LINEART_COARSE, LINEART_FINE,
-                                             SD15_CHECKPOINT, SDXL_CHECKPOINT, STYLE_ENCODER, STYLESHOT_CONTOUR,
-                                             STYLESHOT_LINEART)
+from style_suite.loaders.model_files import (
+    ALL,
+    CLIP_VISION_L,
+    HED,
+    INST_STYLE,
+    LINEART_COARSE,
+    LINEART_FINE,
+    SD15_CHECKPOINT,
+    SDXL_CHECKPOINT,
+    STYLE_ENCODER,
+    STYLESHOT_CONTOUR,
+    STYLESHOT_LINEART,
+)
 from style_suite.loaders.model_folders import ConfigError, extra_model_paths, model_folders
 from style_suite.loaders.weights import ModelFileError
 
@@ -42,7 +52,9 @@ def sources(tmp_path_factory):
     files = {
         "hed": annotators.write_hed(folder / "hed.pth"),
         "lineart": annotators.write_lineart(folder / "lineart.pth"),
-        "encoder": folder / "encoder.bin", "contour": folder / "contour.bin", "stage1": folder / "stage1.bin",
+        "encoder": folder / "encoder.bin",
+        "contour": folder / "contour.bin",
+        "stage1": folder / "stage1.bin",
         "clip": write_zero_safetensors(folder / "clip.safetensors", vision_l_layout()),
         "inst": folder / "style.pt",
         "sd15": write_zero_safetensors(folder / "sd15.safetensors", sd15_layout()),  # full size, sparse
@@ -59,14 +71,23 @@ def sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-PUBLISHED_AS = {HED.name: "hed", LINEART_FINE.name: "lineart", LINEART_COARSE.name: "lineart",
-                STYLE_ENCODER.name: "encoder", STYLESHOT_CONTOUR.name: "contour", STYLESHOT_LINEART.name: "contour",
-                CLIP_VISION_L.name: "clip", SD15_CHECKPOINT.name: "sd15", SDXL_CHECKPOINT.name: "sdxl"}
+PUBLISHED_AS = {
+    HED.name: "hed",
+    LINEART_FINE.name: "lineart",
+    LINEART_COARSE.name: "lineart",
+    STYLE_ENCODER.name: "encoder",
+    STYLESHOT_CONTOUR.name: "contour",
+    STYLESHOT_LINEART.name: "contour",
+    CLIP_VISION_L.name: "clip",
+    SD15_CHECKPOINT.name: "sd15",
+    SDXL_CHECKPOINT.name: "sdxl",
+}
 
 
 @pytest.fixture
 def published(monkeypatch, sources):
     """model_check.ALL with the fixture files' sizes (and the annotators' sha256) as the published ones."""
+
     def entry(model_file):
         source = sources.get(PUBLISHED_AS.get(model_file.name))
         if source is None:
@@ -107,7 +128,7 @@ def run(capsys, *argv):
 def section(report, name):
     """The lines a report prints for one file."""
     start = report.index(f"\n{name} (")
-    return report[start:report.index("\n\n", start + 1)]
+    return report[start : report.index("\n\n", start + 1)]
 
 
 def status_of(statuses, model_file):
@@ -139,21 +160,30 @@ def test_extra_model_paths_are_read_by_comfyuis_rules(tmp_path, monkeypatch):
     )
     here = str(tmp_path / "config")
     assert extra_model_paths(config) == [
-        ("annotators", f"{here}/data/annotators", False), ("annotators", "/abs/annotators", False),
-        ("inst", f"{here}/my_inst", False), ("styleshot", f"{tmp_path}/env/styleshot", False),
+        ("annotators", f"{here}/data/annotators", False),
+        ("annotators", "/abs/annotators", False),
+        ("inst", f"{here}/my_inst", False),
+        ("styleshot", f"{tmp_path}/env/styleshot", False),
         ("clip_vision", "/fast/clip_vision", True),
     ]
 
     comfyui = tmp_path / "ComfyUI"
     (comfyui / "models").mkdir(parents=True)
-    (comfyui / "extra_model_paths.yaml").write_text("mine:\n    annotators: /mine/annotators\n    clip_vision: /mine/clip\n")
+    (comfyui / "extra_model_paths.yaml").write_text(
+        "mine:\n    annotators: /mine/annotators\n    clip_vision: /mine/clip\n"
+    )
     folders = model_folders(comfyui, extra_configs=[config], models_dirs=[tmp_path / "first"])
     models = f"{comfyui}/models"
     assert folders == {
         # --models-dir first; then ComfyUI's order: its own clip_vision folder before the yaml entries
         # (is_default moves one to the front), the pack's folders after them (registered later)
-        "annotators": [f"{tmp_path}/first/annotators", "/mine/annotators", f"{here}/data/annotators",
-                       "/abs/annotators", f"{models}/annotators"],
+        "annotators": [
+            f"{tmp_path}/first/annotators",
+            "/mine/annotators",
+            f"{here}/data/annotators",
+            "/abs/annotators",
+            f"{models}/annotators",
+        ],
         "styleshot": [f"{tmp_path}/first/styleshot", f"{tmp_path}/env/styleshot", f"{models}/styleshot"],
         "inst": [f"{tmp_path}/first/inst", f"{here}/my_inst", f"{models}/inst"],
         "clip_vision": [f"{tmp_path}/first/clip_vision", "/fast/clip_vision", f"{models}/clip_vision", "/mine/clip"],
@@ -185,7 +215,9 @@ def test_the_command_needs_to_know_where_comfyui_is(tmp_path, monkeypatch, capsy
 def test_each_kind_of_file_is_recognised_in_its_slot(sources):
     assert check_file(HED, sources["hed"]) == "HED network, fp16"
     lineart = check_file(LINEART_COARSE, sources["lineart"])
-    assert lineart.startswith("lineart generator, fp32") and "sk_model.pth and sk_model2.pth share this layout" in lineart
+    assert (
+        lineart.startswith("lineart generator, fp32") and "sk_model.pth and sk_model2.pth share this layout" in lineart
+    )
     assert check_file(STYLE_ENCODER, sources["encoder"]) == "StyleShot style-aware encoder, fp16"
     adapter = check_file(STYLESHOT_LINEART, sources["contour"])
     assert adapter.startswith("StyleShot adapter with content-fusion encoder, fp32")
@@ -200,8 +232,13 @@ def test_the_packs_vit_l_layout_is_transformers(sources):
 
 def test_clip_files_are_checked_by_their_header(tmp_path):
     layout = vision_l_layout()
-    both_towers = {**layout, "vision_model.embeddings.position_ids": (1, 257), "text_model.final_layer_norm.weight": (768,),
-                   "text_projection.weight": (768, 768), "logit_scale": ()}
+    both_towers = {
+        **layout,
+        "vision_model.embeddings.position_ids": (1, 257),
+        "text_model.final_layer_norm.weight": (768,),
+        "text_projection.weight": (768, 768),
+        "logit_scale": (),
+    }
     path = write_zero_safetensors(tmp_path / "openai.safetensors", both_towers, dtype="F32")
     assert check_file(CLIP_VISION_L, path) == "CLIP ViT-L/14 vision model, fp32, with its text model"
 
@@ -211,33 +248,47 @@ def test_clip_files_are_checked_by_their_header(tmp_path):
     assert str(error.value).startswith("vit_h.safetensors is not a CLIP ViT-L/14 vision model")
     assert "It looks like CLIP ViT-H/14 (IP-Adapter's image encoder, not InST's)" in str(error.value)
 
-    short = write_zero_safetensors(tmp_path / "short.safetensors",
-                                   {k: v for k, v in layout.items() if ".layers.23." not in k})
+    short = write_zero_safetensors(
+        tmp_path / "short.safetensors", {k: v for k, v in layout.items() if ".layers.23." not in k}
+    )
     with pytest.raises(ModelFileError, match="16 missing keys \\(first: vision_model.encoder.layers.23"):
         check_file(CLIP_VISION_L, short)
 
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(path.read_bytes()[:100_000])
-    with pytest.raises(ModelFileError, match="truncated.safetensors could not be read as a weights file: it is cut short"):
+    with pytest.raises(
+        ModelFileError, match="truncated.safetensors could not be read as a weights file: it is cut short"
+    ):
         check_file(CLIP_VISION_L, truncated)
 
 
 def test_checkpoints_are_told_apart_by_their_header(sources, tmp_path):
     assert check_file(SD15_CHECKPOINT, sources["sd15"]) == "SD1.x checkpoint (UNet, text encoder, VAE), fp16"
     assert check_file(SDXL_CHECKPOINT, sources["sdxl"]) == "SDXL checkpoint (UNet, text encoder, VAE), fp16"
-    with pytest.raises(ModelFileError, match="sdxl.safetensors is an SDXL checkpoint, and this workflow is made for SD1.x"):
+    with pytest.raises(
+        ModelFileError, match="sdxl.safetensors is an SDXL checkpoint, and this workflow is made for SD1.x"
+    ):
         check_file(SD15_CHECKPOINT, sources["sdxl"])
     layout = sd15_layout()
-    unet_only = write_zero_safetensors(tmp_path / "unet.safetensors",
-                                       {k[len("model.diffusion_model."):]: v for k, v in layout.items() if k.startswith("model.")})
-    with pytest.raises(ModelFileError, match="unet.safetensors is not a Stable Diffusion SD1.x checkpoint: it holds a UNet-less"):
+    unet_only = write_zero_safetensors(
+        tmp_path / "unet.safetensors",
+        {k[len("model.diffusion_model.") :]: v for k, v in layout.items() if k.startswith("model.")},
+    )
+    with pytest.raises(
+        ModelFileError, match="unet.safetensors is not a Stable Diffusion SD1.x checkpoint: it holds a UNet-less"
+    ):
         check_file(SD15_CHECKPOINT, unet_only)  # ComfyUI's diffusion_models layout has no prefix
-    no_vae = write_zero_safetensors(tmp_path / "no_vae.safetensors", {k: v for k, v in layout.items() if "first_stage" not in k})
+    no_vae = write_zero_safetensors(
+        tmp_path / "no_vae.safetensors", {k: v for k, v in layout.items() if "first_stage" not in k}
+    )
     with pytest.raises(ModelFileError, match="holds an SD1.x UNet without first_stage_model."):
         check_file(SD15_CHECKPOINT, no_vae)
     # the published file stores the text encoder's position ids as int64: read past, not refused
-    keys = ["model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
-            "cond_stage_model.transformer.text_model.final_layer_norm.weight", "first_stage_model.decoder.conv_out.bias"]
+    keys = [
+        "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
+        "cond_stage_model.transformer.text_model.final_layer_norm.weight",
+        "first_stage_model.decoder.conv_out.bias",
+    ]
     small = {key: torch.zeros(layout[key], dtype=torch.float16) for key in keys}
     small["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(77)[None]
     save_file(small, str(tmp_path / "with_ids.safetensors"))
@@ -250,9 +301,11 @@ def test_a_checkpoint_of_another_name_is_never_to_be_renamed(models, sources, pu
     code, report, _ = run(capsys, "--models-dir", models)
     assert code == 1 and "status:  missing" in section(report, SD15_CHECKPOINT.name)
     assert "dreamshaper" not in report
-    assert (f"- {SD15_CHECKPOINT.name}: download {SD15_CHECKPOINT.name} (2132.7 MB) from {SD15_CHECKPOINT.url} into "
-            f"{models}/checkpoints; or run this command again with --download {SD15_CHECKPOINT.name}; or choose "
-            "another model of its kind in the workflow instead") in report
+    assert (
+        f"- {SD15_CHECKPOINT.name}: download {SD15_CHECKPOINT.name} (2132.7 MB) from {SD15_CHECKPOINT.url} into "
+        f"{models}/checkpoints; or run this command again with --download {SD15_CHECKPOINT.name}; or choose "
+        "another model of its kind in the workflow instead"
+    ) in report
 
 
 def test_the_stage1_adapter_is_refused_where_content_fusion_is_needed(sources):
@@ -286,8 +339,10 @@ def test_a_missing_required_file_fails_and_says_where_to_get_it(models, publishe
     code, report, _ = run(capsys, "--models-dir", models)
     assert code == 1 and report.endswith(f"Not ready: {HED.name}.")
     assert "status:  missing" in section(report, HED.name)
-    assert (f"- {HED.name}: download {HED.name} (29.4 MB) from {HED.url} into {models}/annotators; "
-            f"or run this command again with --download {HED.name}") in report
+    assert (
+        f"- {HED.name}: download {HED.name} (29.4 MB) from {HED.url} into {models}/annotators; "
+        f"or run this command again with --download {HED.name}"
+    ) in report
 
 
 def test_a_truncated_file_is_invalid(models, sources, published, capsys):
@@ -302,17 +357,25 @@ def test_a_truncated_file_is_invalid(models, sources, published, capsys):
 
 def test_a_file_of_another_size_than_the_published_one_is_invalid(models, published, monkeypatch, capsys):
     size = published[HED.name].size_bytes
-    monkeypatch.setattr(model_check, "ALL", tuple(dataclasses.replace(m, size_bytes=size + 1) if m.name == HED.name
-                                                  else m for m in model_check.ALL))
+    monkeypatch.setattr(
+        model_check,
+        "ALL",
+        tuple(dataclasses.replace(m, size_bytes=size + 1) if m.name == HED.name else m for m in model_check.ALL),
+    )
     code, report, _ = run(capsys, "--models-dir", models)
     assert code == 1
-    assert (f"invalid: {HED.name} is {size:,} bytes; the published {HED.name} is {size + 1:,} bytes: "
-            "an incomplete download or another file") in section(report, HED.name)
+    assert (
+        f"invalid: {HED.name} is {size:,} bytes; the published {HED.name} is {size + 1:,} bytes: "
+        "an incomplete download or another file"
+    ) in section(report, HED.name)
 
 
 def test_sha256_is_compared_with_hash_only(models, published, monkeypatch, capsys):
-    monkeypatch.setattr(model_check, "ALL", tuple(dataclasses.replace(m, sha256="0" * 64) if m.name == HED.name
-                                                  else m for m in model_check.ALL))
+    monkeypatch.setattr(
+        model_check,
+        "ALL",
+        tuple(dataclasses.replace(m, sha256="0" * 64) if m.name == HED.name else m for m in model_check.ALL),
+    )
     assert run(capsys, "--models-dir", models)[0] == 0
     code, report, _ = run(capsys, "--models-dir", models, "--hash")
     assert code == 1
@@ -337,7 +400,10 @@ def test_an_unrenamed_ip_bin_is_found_by_its_content(models, published, capsys):
     assert "status:  missing" in contour
     assert f"found as ip.bin in {styleshot_folder}: StyleShot adapter with content-fusion encoder" in contour
     assert "the contour and lineart releases share this layout: the file cannot say which one it is" in contour
-    assert f"- {STYLESHOT_CONTOUR.name}: rename {styleshot_folder}/ip.bin to {styleshot_folder}/{STYLESHOT_CONTOUR.name}" in report
+    assert (
+        f"- {STYLESHOT_CONTOUR.name}: rename {styleshot_folder}/ip.bin to {styleshot_folder}/{STYLESHOT_CONTOUR.name}"
+        in report
+    )
 
 
 def test_a_converted_safetensors_is_found_and_not_held_to_the_published_size(models, published):
@@ -359,8 +425,10 @@ def test_a_converted_safetensors_is_found_and_not_held_to_the_published_size(mod
 def test_extra_model_paths_folders_are_searched(tmp_path, models, published, monkeypatch, capsys):
     comfyui = tmp_path / "ComfyUI"
     (comfyui / "models").mkdir(parents=True)
-    (comfyui / "extra_model_paths.yaml").write_text(f"elsewhere:\n    base_path: {models}\n    annotators: annotators\n"
-                                                    "    styleshot: styleshot\n    checkpoints: checkpoints\n")
+    (comfyui / "extra_model_paths.yaml").write_text(
+        f"elsewhere:\n    base_path: {models}\n    annotators: annotators\n"
+        "    styleshot: styleshot\n    checkpoints: checkpoints\n"
+    )
     monkeypatch.setenv("COMFYUI_PATH", str(comfyui))
     code, report, _ = run(capsys)
     assert code == 0

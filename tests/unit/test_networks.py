@@ -3,8 +3,8 @@ functional renderings of the published architectures."""
 
 import pytest
 import torch
-from fixtures import annotators, reference
 
+from fixtures import annotators, reference
 from style_suite.preprocessors.hed import HEDNetwork
 from style_suite.preprocessors.lineart import LineartGenerator, lineart_levels
 
@@ -31,7 +31,13 @@ def test_hed_side_outputs_floor_odd_sizes():
     net = HEDNetwork().eval()
     with torch.no_grad():
         outputs = net(torch.rand(2, 3, 67, 45) * 255)
-    assert [tuple(o.shape) for o in outputs] == [(2, 1, 67, 45), (2, 1, 33, 22), (2, 1, 16, 11), (2, 1, 8, 5), (2, 1, 4, 2)]
+    assert [tuple(o.shape) for o in outputs] == [
+        (2, 1, 67, 45),
+        (2, 1, 33, 22),
+        (2, 1, 16, 11),
+        (2, 1, 8, 5),
+        (2, 1, 4, 2),
+    ]
 
 
 def test_hed_forward_equals_the_published_architecture():

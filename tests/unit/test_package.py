@@ -12,8 +12,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACK_DIRS = ("nodes", "loaders", "preprocessors", "models", "patches")
 OWN_TOP_LEVEL = set(PACK_DIRS)
-COMFY_MODULES = {"comfy", "folder_paths", "nodes", "node_helpers", "comfy_extras", "comfy_api", "server", "execution",
-                 "comfyui_version"}
+COMFY_MODULES = {
+    "comfy",
+    "folder_paths",
+    "nodes",
+    "node_helpers",
+    "comfy_extras",
+    "comfy_api",
+    "server",
+    "execution",
+    "comfyui_version",
+}
 SOURCES = [ROOT / "__init__.py"] + sorted(p for d in PACK_DIRS for p in (ROOT / d).rglob("*.py"))
 
 
@@ -54,12 +63,17 @@ def test_ci_runs_exactly_the_readmes_test_command():
     readme = (ROOT / "README.md").read_text()
     command = readme.split("## Tests", 1)[1].split("```bash\n", 1)[1].split("\n", 1)[0]
     assert command == "python scripts/run_tests.py"
-    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
+    ci = [
+        line
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line and not line.startswith(("#", "set ", "cd "))
+    ]
     assert ci == [command]
 
 
-def run_tests_with(monkeypatch, torch_installed, pytest_status):
-    """scripts/run_tests.py's main with its commands recorded instead of run."""
+def run_tests_with(monkeypatch, torch_installed=True, statuses=None):
+    """scripts/run_tests.py's main with its commands recorded instead of run; `statuses` maps a
+    tool ("pytest", "ruff format", ...) to the exit status it returns (0 otherwise)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("run_tests", ROOT / "scripts" / "run_tests.py")
@@ -69,7 +83,8 @@ def run_tests_with(monkeypatch, torch_installed, pytest_status):
 
     def run(command, **kwargs):
         commands.append(command[1:])
-        return subprocess.CompletedProcess(command, pytest_status if "pytest" in command else 0)
+        tool = " ".join(command[2:4]) if command[2] == "ruff" else command[2]
+        return subprocess.CompletedProcess(command, (statuses or {}).get(tool, 0))
 
     monkeypatch.setattr(module.subprocess, "run", run)
     monkeypatch.setattr(module.importlib.util, "find_spec", lambda name: object() if torch_installed else None)
@@ -78,9 +93,20 @@ def run_tests_with(monkeypatch, torch_installed, pytest_status):
 
 @pytest.mark.parametrize("torch_installed", [False, True])
 def test_the_test_command_installs_what_the_tests_need_then_returns_pytests_status(monkeypatch, torch_installed):
-    status, commands = run_tests_with(monkeypatch, torch_installed, pytest_status=5)
+    status, commands = run_tests_with(monkeypatch, torch_installed, {"pytest": 5})
     assert status == 5  # no test collected is a failure, not a pass
     installs = [c for c in commands if c[:3] == ["-m", "pip", "install"]]
-    assert (["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "torch==2.13.0"] in installs) != torch_installed
+    torch = ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "torch==2.13.0"]
+    assert (torch in installs) != torch_installed
     assert installs[-1][-2:] == ["-r", str(ROOT / "tests" / "requirements.txt")]
-    assert commands[-1] == ["-m", "pytest", "tests/unit", "-x"]
+    assert commands[-3:] == [
+        ["-m", "ruff", "check", "."],
+        ["-m", "ruff", "format", "--check", "."],
+        ["-m", "pytest", "tests/unit", "-x"],
+    ]
+
+
+@pytest.mark.parametrize("tool", ["ruff check", "ruff format"])
+def test_the_test_command_stops_at_a_lint_or_format_problem(monkeypatch, tool):
+    status, commands = run_tests_with(monkeypatch, statuses={tool: 1})
+    assert status == 1 and not any("pytest" in command for command in commands)

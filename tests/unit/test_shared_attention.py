@@ -9,14 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from style_suite.models.shared_attention import (adain, latent_at, reference_level, shared_attention,
-                                                 shared_group_norm)
+from style_suite.models.shared_attention import adain, latent_at, reference_level, shared_attention, shared_group_norm
 from style_suite.patches.conditioning import reference_batch, stack_rows, with_reference_row
 
 HEADS, D = 4, 16
 
 
 # --- the published equations, written out -------------------------------------------------------
+
 
 def expand_first(feat, scale=1.0):
     b = feat.shape[0]
@@ -48,11 +48,12 @@ def published_attention(q, k, v, adain_q=True, adain_k=True, adain_v=False, scal
         v = published_adain(v)
     k, v = concat_first(k, -2, scale), concat_first(v, -2)
     logits = torch.einsum("bhqd,bhkd->bhqk", q, k) * q.shape[-1] ** -0.5
-    logits[:, :, :, q.shape[2]:] += shift
+    logits[:, :, :, q.shape[2] :] += shift
     return torch.einsum("bhqk,bhkd->bhqd", logits.softmax(-1), v)
 
 
 # --- ComfyUI's tensor layout ---------------------------------------------------------------------
+
 
 def heads_first(x):  # [B, N, heads*d] -> [B, heads, N, d]
     return x.reshape(x.shape[0], x.shape[1], HEADS, D).transpose(1, 2)
@@ -70,8 +71,10 @@ def sdpa(q, k, v, mask):
 
 def qkv(rows, tokens=64, seed=0, dtype=torch.float32, std=1.0):
     g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(rows, tokens, HEADS * D, generator=g) * std + torch.randn(1, 1, HEADS * D, generator=g)).to(dtype)
-            for _ in range(3)]
+    return [
+        (torch.randn(rows, tokens, HEADS * D, generator=g) * std + torch.randn(1, 1, HEADS * D, generator=g)).to(dtype)
+        for _ in range(3)
+    ]
 
 
 def test_adain_matches_published_statistics():
@@ -87,7 +90,9 @@ def test_adain_leaves_reference_rows_exactly():
     assert not torch.allclose(out[1], q[1])
     # the other rows now have the reference's token mean and unbiased std, per channel
     torch.testing.assert_close(out[1].mean(0), q[0].mean(0), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(out[1].var(0), q[0].var(0) + 1e-5 - 1e-5 * q[0].var(0) / (q[1].var(0) + 1e-5), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        out[1].var(0), q[0].var(0) + 1e-5 - 1e-5 * q[0].var(0) / (q[1].var(0) + 1e-5), atol=1e-4, rtol=1e-4
+    )
 
 
 def test_adain_of_fp16_activations_whose_variance_overflows_in_fp16():
@@ -183,7 +188,9 @@ def test_reference_level_reproduces_published_offset():
 
 def test_stacked_prompts_keep_rows_and_pad_tokens_as_comfyui():
     a, b = torch.randn(1, 77, 8), torch.randn(1, 154, 8)
-    cond, options = stack_rows([[a, {"pooled_output": torch.ones(1, 3)}], [b, {"pooled_output": torch.zeros(1, 3), "x": 1}]])
+    cond, options = stack_rows(
+        [[a, {"pooled_output": torch.ones(1, 3)}], [b, {"pooled_output": torch.zeros(1, 3), "x": 1}]]
+    )
     assert cond.shape == (2, 154, 8)
     assert torch.equal(cond[0, :77], a[0]) and torch.equal(cond[0, 77:], a[0]) and torch.equal(cond[1], b[0])
     assert torch.equal(options["pooled_output"], torch.tensor([[1.0] * 3, [0.0] * 3])) and options["x"] == 1
@@ -192,7 +199,7 @@ def test_stacked_prompts_keep_rows_and_pad_tokens_as_comfyui():
 def test_reference_row_goes_first():
     target = [[torch.randn(1, 77, 8), {"pooled_output": torch.zeros(1, 3), "area": "kept"}]]
     reference = [[torch.randn(1, 77, 8), {"pooled_output": torch.ones(1, 3)}]]
-    (cond, options), = with_reference_row(target, 3, reference)
+    ((cond, options),) = with_reference_row(target, 3, reference)
     assert cond.shape == (4, 77, 8) and torch.equal(cond[0], reference[0][0][0])
     assert all(torch.equal(cond[i], target[0][0][0]) for i in (1, 2, 3))
     assert options["pooled_output"][:, 0].tolist() == [1, 0, 0, 0] and options["area"] == "kept"

@@ -5,7 +5,14 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention, IPAdapterAttnProcessor2_0
 
-from style_suite.models.style_adapter import ADAPTER_LAYERS, StyleShotAdapter, StyleTokens, route, sdpa_attention, style_attention
+from style_suite.models.style_adapter import (
+    ADAPTER_LAYERS,
+    StyleShotAdapter,
+    StyleTokens,
+    route,
+    sdpa_attention,
+    style_attention,
+)
 
 HEADS = 8
 LAYER_OF_WIDTH = {320: 1, 640: 5, 1280: 31}  # adapter indices (input 1, input 4, middle)
@@ -32,7 +39,9 @@ def ours(attn, adapter, index, x, text, style, cond_or_uncond, scale):
     """The pack's math as ComfyUI drives it: q/k/v from the layer's own projections, text
     attention + scale * style attention, then to_out."""
     q, k, v = attn.to_q(x), attn.to_k(text), attn.to_v(text)
-    out = sdpa_attention(q, k, v, HEADS) + scale * style_attention(q, adapter.keys_values(index, style), cond_or_uncond, HEADS, sdpa_attention)
+    out = sdpa_attention(q, k, v, HEADS) + scale * style_attention(
+        q, adapter.keys_values(index, style), cond_or_uncond, HEADS, sdpa_attention
+    )
     return attn.to_out[1](attn.to_out[0](out))
 
 
@@ -100,7 +109,7 @@ def test_sdpa_attention_is_plain_multi_head_attention():
     out = sdpa_attention(q, k, v, 4)
     for h in range(4):
         s = slice(20 * h, 20 * h + 20)
-        weights = torch.softmax(q[..., s] @ k[..., s].transpose(1, 2) / 20 ** 0.5, dim=-1)
+        weights = torch.softmax(q[..., s] @ k[..., s].transpose(1, 2) / 20**0.5, dim=-1)
         torch.testing.assert_close(out[..., s], weights @ v[..., s], rtol=1e-5, atol=1e-5)
 
 
@@ -120,13 +129,16 @@ def row_marks(routed):
 COND, UNCOND = marked([10.0, 11.0]), marked([-1.0])
 
 
-@pytest.mark.parametrize("cond_or_uncond, expected", [
-    ([0, 1], [10, 11, -1, -1]),  # ComfyUI's usual CFG batch
-    ([1, 0], [-1, -1, 10, 11]),  # uncond first
-    ([0], [10, 11]),  # cfg 1: no uncond pass
-    ([1], [-1, -1]),
-    ([0, 0, 1], [10, 11, 10, 11, -1, -1]),  # several conds (area/combined conditioning)
-])
+@pytest.mark.parametrize(
+    "cond_or_uncond, expected",
+    [
+        ([0, 1], [10, 11, -1, -1]),  # ComfyUI's usual CFG batch
+        ([1, 0], [-1, -1, 10, 11]),  # uncond first
+        ([0], [10, 11]),  # cfg 1: no uncond pass
+        ([1], [-1, -1]),
+        ([0, 0, 1], [10, 11, 10, 11, -1, -1]),  # several conds (area/combined conditioning)
+    ],
+)
 def test_route_gives_each_chunk_its_tokens_per_row(cond_or_uncond, expected):
     assert row_marks(route(COND, UNCOND, cond_or_uncond, rows=2)) == expected
 
@@ -154,7 +166,7 @@ def test_style_attention_routes_uncond_tokens_to_the_uncond_chunk(adapter):
     layer = adapter.adapter_modules[str(index)]
 
     def expected(row, tokens):
-        return sdpa_attention(q[row:row + 1], layer.to_k_ip(tokens[None]), layer.to_v_ip(tokens[None]), HEADS)[0]
+        return sdpa_attention(q[row : row + 1], layer.to_k_ip(tokens[None]), layer.to_v_ip(tokens[None]), HEADS)[0]
 
     per_row = [cond[0], cond[1], uncond[0], uncond[0], cond[0], cond[1]]
     for row, tokens in enumerate(per_row):

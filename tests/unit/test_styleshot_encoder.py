@@ -5,15 +5,14 @@ crop and a numpy rendering of the published patch recursion.
 
 The encoder runs on real-shaped random weights (fixtures.styleshot, ~767M parameters) in fp32."""
 
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from fixtures import styleshot
 from PIL import Image
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
+from fixtures import styleshot
 from style_suite.loaders.styleshot import load_adapter, load_encoder
 from style_suite.models.style_patches import patch_tree, style_crop
 
@@ -43,13 +42,21 @@ def encoder(encoder_file):
 def clip(file_tensors):
     """transformers' ViT-H/14 vision tower holding the file's `image_encoder.` tensors in fp32."""
     config = CLIPVisionConfig(
-        hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16, patch_size=14,
-        image_size=224, projection_dim=1024, hidden_act="gelu", layer_norm_eps=1e-5, attn_implementation="eager",
+        hidden_size=1280,
+        intermediate_size=5120,
+        num_hidden_layers=32,
+        num_attention_heads=16,
+        patch_size=14,
+        image_size=224,
+        projection_dim=1024,
+        hidden_act="gelu",
+        layer_norm_eps=1e-5,
+        attn_implementation="eager",
     )
     with torch.device("meta"):
         model = CLIPVisionModelWithProjection(config)
     prefix = "image_encoder."
-    weights = {k[len(prefix):]: v.float() for k, v in file_tensors.items() if k.startswith(prefix)}
+    weights = {k[len(prefix) :]: v.float() for k, v in file_tensors.items() if k.startswith(prefix)}
     result = model.load_state_dict(weights, strict=True, assign=True)
     assert not result.missing_keys and not result.unexpected_keys
     return model.eval().requires_grad_(False)
@@ -71,6 +78,7 @@ def adapter(adapter_file):
 def reference_expert(sd, index, patches):
     """Expert `index` on [N, 3, S, S]: PixelUnshuffle(8), conv_in, ResnetBlocks, AvgPool2d(2),
     flatten, adapter; with the state dict's tensors."""
+
     def p(name):
         return sd[f"cnn.{index}.{name}"].float()
 
@@ -168,7 +176,7 @@ def published_boxes():
 
 def numpy_patches(crop, boxes):
     """crop [3, 512, 512] numpy -> [n, 3, s, s] cut at `boxes`."""
-    return np.stack([crop[:, top:top + side, left:left + side] for left, top, side in boxes])
+    return np.stack([crop[:, top : top + side, left : left + side] for left, top, side in boxes])
 
 
 def test_published_boxes_hand_checked():
@@ -215,8 +223,8 @@ def test_patch_tree_shuffles_within_each_image_and_group_by_seed():
     for shuffled, unshuffled, n in zip(first, plain, GROUP_SIZES):
         assert shuffled.shape == unshuffled.shape
         for image in range(2):
-            mine = shuffled[image * n:(image + 1) * n].reshape(n, -1)
-            source = unshuffled[image * n:(image + 1) * n].reshape(n, -1)
+            mine = shuffled[image * n : (image + 1) * n].reshape(n, -1)
+            source = unshuffled[image * n : (image + 1) * n].reshape(n, -1)
             # each shuffled patch is exactly one of this image's own patches, each used once
             match = (mine[:, None, :] == source[None, :, :]).all(-1)
             assert (match.sum(1) == 1).all()
@@ -253,13 +261,16 @@ def noise(height, width, channels=3, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (height, width, channels), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("height, width", [
-    (300, 451),  # landscape: long side 769, (769-512)/2 = 128.5 rounds to 128 (Python's round)
-    (517, 333),  # portrait: long side int(794.9) = 794
-    (200, 130),  # smaller than 512: upscaled
-    (512, 512),  # exactly 512: untouched
-    (512, 700),  # short side already 512: width stays, crop only
-])
+@pytest.mark.parametrize(
+    "height, width",
+    [
+        (300, 451),  # landscape: long side 769, (769-512)/2 = 128.5 rounds to 128 (Python's round)
+        (517, 333),  # portrait: long side int(794.9) = 794
+        (200, 130),  # smaller than 512: upscaled
+        (512, 512),  # exactly 512: untouched
+        (512, 700),  # short side already 512: width stays, crop only
+    ],
+)
 def test_style_crop_matches_pil_rendering(height, width):
     rgb = noise(height, width, seed=height + width)
     ours = style_crop(comfy_image(rgb))
@@ -316,7 +327,7 @@ def test_uncond_tokens_are_the_layer_normed_projection_bias(adapter, adapter_fil
     for i in range(3):
         p = f"style_image_proj_modules.{i}."
         expected = layer_norm_by_hand(sd[p + "proj.bias"].reshape(2, 768), sd[p + "norm.weight"], sd[p + "norm.bias"])
-        torch.testing.assert_close(uncond[0, 2 * i:2 * i + 2], expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(uncond[0, 2 * i : 2 * i + 2], expected, rtol=1e-5, atol=1e-5)
     assert uncond.abs().mean() > 0.5  # not zero tokens
 
 
@@ -334,9 +345,10 @@ def test_project_orders_tokens_high_then_middle_then_low(adapter, adapter_file):
     tokens = adapter.project(embeds)
     assert tokens.shape == (2, 6, 768)
     for i in range(3):  # tokens 2i, 2i+1 come from scale i (0 high, 1 middle, 2 low) through module i
-        torch.testing.assert_close(tokens[:, 2 * i:2 * i + 2], projection_by_hand(sd, i, embeds[:, i]), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            tokens[:, 2 * i : 2 * i + 2], projection_by_hand(sd, i, embeds[:, i]), rtol=1e-5, atol=1e-5
+        )
     # swapping two scales' embeddings changes only their tokens
     swapped = adapter.project(embeds[:, [0, 2, 1]])
     torch.testing.assert_close(swapped[:, :2], tokens[:, :2])
     assert not torch.allclose(swapped[:, 2:4], tokens[:, 2:4], atol=1e-3)
-

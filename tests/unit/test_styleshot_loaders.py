@@ -9,10 +9,10 @@ import os
 
 import pytest
 import torch
+
 from fixtures import styleshot
 from fixtures.memory import reset_peak, status_mib
 from fixtures.styleshot import layout_only
-
 from style_suite.loaders.sd15_controlnet import controlnet_layout
 from style_suite.loaders.styleshot import load_adapter, load_encoder
 from style_suite.loaders.weights import ModelFileError
@@ -70,8 +70,9 @@ def test_contour_adapter_keeps_its_content_fusion_encoder(contour_file, cf_layou
     assert {k: tuple(v.shape) for k, v in content.items()} == cf_layout  # prefix stripped, diffusers names
     for key, value in content.items():
         assert torch.equal(value, stored[f"controlnet.{key}"]), key
-    torch.testing.assert_close(adapter.adapter_modules["31"].to_v_ip.weight, stored["adapter_modules.31.to_v_ip.weight"],
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        adapter.adapter_modules["31"].to_v_ip.weight, stored["adapter_modules.31.to_v_ip.weight"], rtol=0, atol=0
+    )
 
 
 def test_encoder_file_variants_load(tmp_path):

@@ -41,9 +41,18 @@ def pack_files():
 
 def string_constants(files):
     """{file: {name: value}} of the module-level strings a file can use: its own, else the pack's by name."""
-    own = {file: {target.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
-                  and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
-                  for target in node.targets if isinstance(target, ast.Name)} for file, tree in files}
+    own = {
+        file: {
+            target.id: node.value.value
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        }
+        for file, tree in files
+    }
     everyone = {name: value for names in own.values() for name, value in names.items()}
     return {file: {**everyone, **names} for file, names in own.items()}
 
@@ -139,26 +148,42 @@ def troubleshooting_section():
 
 def test_helpers_and_variables_are_followed():  # each of these reaches its raise only through them
     texts = ["".join(template) for template in raised_messages().values()]
-    for fragment in ("model folder; this input needs", "is a Git LFS pointer", "its data stops in the middle",
-                     "missing keys (first:", "could not reach ComfyUI at", "ComfyUI refused the workflow"):
+    for fragment in (
+        "model folder; this input needs",
+        "is a Git LFS pointer",
+        "its data stops in the middle",
+        "missing keys (first:",
+        "could not reach ComfyUI at",
+        "ComfyUI refused the workflow",
+    ):
         assert any(fragment in text for text in texts), f"{fragment!r} not found (reworded? then update this test)"
 
 
 def test_every_raised_message_has_a_row():
     section = normalise(troubleshooting_section()[0].replace("\\|", "|").replace("`", "")).casefold()
-    missing = [f"  {file}:{line}  needs: {key_of(template)!r}" for (file, line, _), template
-               in sorted(raised_messages().items()) if key_of(template).casefold() not in section]
+    missing = [
+        f"  {file}:{line}  needs: {key_of(template)!r}"
+        for (file, line, _), template in sorted(raised_messages().items())
+        if key_of(template).casefold() not in section
+    ]
     if missing:
-        pytest.fail(f"{len(missing)} error message(s) have no row in README.md's Troubleshooting section. Add "
-                    "a row (`message` | what to do) that quotes the message, with ... for the variable parts; "
-                    "it must contain the text after 'needs':\n" + "\n".join(missing), pytrace=False)
+        pytest.fail(
+            f"{len(missing)} error message(s) have no row in README.md's Troubleshooting section. Add "
+            "a row (`message` | what to do) that quotes the message, with ... for the variable parts; "
+            "it must contain the text after 'needs':\n" + "\n".join(missing),
+            pytrace=False,
+        )
 
 
 def test_every_row_quotes_a_message_of_the_pack():
     files = list(pack_files())
     constants = string_constants(files)
-    corpus = "\0".join(normalise(run).casefold() for file, tree in files for node in ast.walk(tree)
-                       for run in runs(node, constants[file], []) or [])
+    corpus = "\0".join(
+        normalise(run).casefold()
+        for file, tree in files
+        for node in ast.walk(tree)
+        for run in runs(node, constants[file], []) or []
+    )
     section, first_line = troubleshooting_section()
     stale, spans = [], 0
     for number, line in enumerate(section.splitlines(), first_line):
@@ -171,9 +196,12 @@ def test_every_row_quotes_a_message_of_the_pack():
                 stale.append(f"  README.md:{number}: `{span}`\n      not in the code: {absent}")
     assert spans > 50, "the Troubleshooting section's tables were not found (| `message` | what to do |)"
     if stale:
-        pytest.fail("rows of README.md's Troubleshooting section quote text that no message of the pack has "
-                    "(reworded or removed): update or delete them, or add a message from Python or ComfyUI "
-                    "to FOREIGN\n" + "\n".join(stale), pytrace=False)
+        pytest.fail(
+            "rows of README.md's Troubleshooting section quote text that no message of the pack has "
+            "(reworded or removed): update or delete them, or add a message from Python or ComfyUI "
+            "to FOREIGN\n" + "\n".join(stale),
+            pytrace=False,
+        )
 
 
 if __name__ == "__main__":  # print every message found, with its key

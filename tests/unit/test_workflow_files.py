@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from fixtures.shipped_workflows import API_DIR, UI_WORKFLOWS, load
 from style_suite.loaders.model_files import ALL
 
