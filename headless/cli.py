@@ -267,7 +267,7 @@ def _with_dashed_values(argv) -> list:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["models"]:  # the model-file command owns its options
-        from ..loaders.model_check import main as models
+        from ..loaders.models_command import main as models
 
         return models(argv[1:])
     args = parser().parse_args(_with_dashed_values(argv))

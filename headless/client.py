@@ -141,16 +141,16 @@ class Comfy:
             if isinstance(message, bytes):  # previews
                 continue
             event = json.loads(message)
-            kind, data = event.get("type"), event.get("data") or {}
+            event_type, data = event.get("type"), event.get("data") or {}
             if data.get("prompt_id") != prompt_id:
                 continue
             if on_message:
-                on_message(kind, data)
-            if kind == "execution_error":
+                on_message(event_type, data)
+            if event_type == "execution_error":
                 raise ComfyError(execution_message(data, prompt))
-            if kind == "execution_interrupted":
+            if event_type == "execution_interrupted":
                 raise ComfyError("the prompt was interrupted on the server")
-            if kind == "executing" and data.get("node") is None:  # sent after the history is written
+            if event_type == "executing" and data.get("node") is None:  # sent after the history is written
                 return
 
     def saved_images(self, prompt, prompt_id) -> list:
@@ -159,12 +159,12 @@ class Comfy:
             raise ComfyError(f"ComfyUI has no record of prompt {prompt_id} (was its history cleared?)")
         status = entry.get("status", {})
         if status.get("status_str") == "error":
-            errors = [data for kind, data in status.get("messages", []) if kind == "execution_error"]
+            errors = [data for event_type, data in status.get("messages", []) if event_type == "execution_error"]
             if errors:
                 raise ComfyError(execution_message(errors[0], prompt))
             raise ComfyError(
                 f"ComfyUI marked prompt {prompt_id} as failed without an error message "
-                f"({', '.join(kind for kind, _ in status.get('messages', [])) or 'no events'}): "
+                f"({', '.join(event_type for event_type, _ in status.get('messages', [])) or 'no events'}): "
                 "the server's console says why"
             )
         return [
@@ -193,8 +193,8 @@ def _json_or_text(body: bytes):
 def node_name(prompt: dict, node_id) -> str:
     node = prompt.get(str(node_id), {})
     title = node.get("_meta", {}).get("title")
-    kind = node.get("class_type", "?")
-    return f"node {node_id} '{title}' ({kind})" if title else f"node {node_id} ({kind})"
+    class_type = node.get("class_type", "?")
+    return f"node {node_id} '{title}' ({class_type})" if title else f"node {node_id} ({class_type})"
 
 
 def _shorten(text: str) -> str:
@@ -221,5 +221,6 @@ def validation_message(answer: dict, prompt: dict) -> str:
 
 def execution_message(data: dict, prompt: dict) -> str:
     """ComfyUI's execution_error message: which node failed and its exception's own text."""
-    kind = str(data.get("exception_type", "Error")).rsplit(".", 1)[-1]  # ComfyUI sends module.Class
-    return f"{node_name(prompt, data.get('node_id'))} failed: {kind}: {str(data.get('exception_message', '')).strip()}"
+    error_type = str(data.get("exception_type", "Error")).rsplit(".", 1)[-1]  # ComfyUI sends module.Class
+    message = str(data.get("exception_message", "")).strip()
+    return f"{node_name(prompt, data.get('node_id'))} failed: {error_type}: {message}"

@@ -61,12 +61,12 @@ def missing_on_server(client, prompt: dict) -> list:
     does not list on one of the pack's nodes (their own check says what the file should be)."""
     infos, missing = {}, []
     for node_id, name, value in model_inputs(prompt):
-        kind = prompt[node_id]["class_type"]
-        if value not in BY_NAME and kind.startswith(PACK_NODE_PREFIX):
+        class_type = prompt[node_id]["class_type"]
+        if value not in BY_NAME and class_type.startswith(PACK_NODE_PREFIX):
             continue
-        if kind not in infos:
-            infos[kind] = client.get(f"/object_info/{urllib.parse.quote(kind)}").get(kind, {})
-        inputs = infos[kind].get("input", {})
+        if class_type not in infos:
+            infos[class_type] = client.get(f"/object_info/{urllib.parse.quote(class_type)}").get(class_type, {})
+        inputs = infos[class_type].get("input", {})
         choices = _choices({**inputs.get("required", {}), **inputs.get("optional", {})}.get(name))
         if choices is not None and value not in choices:
             missing.append((node_id, name, value))

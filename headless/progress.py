@@ -20,15 +20,15 @@ class ProgressLine:
         self.node = None
         self.steps = None
 
-    def __call__(self, kind, data):
-        if kind == "execution_cached":
+    def __call__(self, event_type, data):
+        if event_type == "execution_cached":
             self.finished_nodes.update(map(str, data.get("nodes", [])))
-        elif kind == "executing" and data.get("node") is not None:
+        elif event_type == "executing" and data.get("node") is not None:
             if self.node is not None:
                 self.finished_nodes.add(self.node)
             self.node, self.steps = str(data["node"]), None
             self._show(force=True)
-        elif kind == "progress":
+        elif event_type == "progress":
             previous = self.steps
             self.steps = (data.get("value", 0), data.get("max", 0))
             self._show(force=previous is None or _quarter(*previous) != _quarter(*self.steps))

@@ -94,8 +94,8 @@ def _as_type_of(current, value, where):
         if isinstance(current, float):
             return float(value)
     except ValueError:
-        kind = {bool: "true or false", int: "a whole number", float: "a number"}[type(current)]
-        raise ComfyError(f"{where} takes {kind}, not '{value}'") from None
+        expected = {bool: "true or false", int: "a whole number", float: "a number"}[type(current)]
+        raise ComfyError(f"{where} takes {expected}, not '{value}'") from None
     return value
 
 

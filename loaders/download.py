@@ -2,7 +2,7 @@
 
 The bytes go to `<folder>/<name>.part`, which a later call resumes with an HTTP Range request.
 The file takes its final name (os.replace) only once its size, its sha256 (where published) and
-its content (model_check.check_file) are right; a file that fails them is deleted.
+its content (model_status.check_file) are right; a file that fails them is deleted.
 """
 
 import hashlib
@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .model_check import CHUNK, check_file, hash_file, size_problem
+from .model_status import CHUNK, check_file, hash_file, size_problem
 from .weights import ModelFileError
 
 HUB = "https://huggingface.co"

@@ -9,16 +9,16 @@
 
 import os
 from dataclasses import dataclass
-from functools import cache
 
 import torch
 
 from ..models.inst_network import DIM, InversionNetwork
+from .diagnosis import INST_PICKLED_CLASS
+from .layouts import INST_NETWORK, empty, inst_layout
+from .recognise import recognise
 from .restricted_pickle import Stub, restricted_load
-from .styleshot import recognise as recognise_model_file
 from .weights import ModelFileError, check_layout, materialize, read_weights
 
-INST_KIND = "InST network (ldm Attentions: attn1, attn2, net; 12 tensors)"
 MAX_VECTORS = 75  # one CLIP chunk holds 75 prompt tokens
 _WIDTHS = {1024: "SD2.x's OpenCLIP-H", 1280: "SDXL's OpenCLIP-bigG"}
 
@@ -55,7 +55,7 @@ def load_style_file(path) -> StyleFile:
     tensors = [value for value in content.values() if isinstance(value, torch.Tensor)]
     if len(content) == 1 and tensors:
         return StyleFile(kind=f"textual inversion ({next(iter(content))})", vectors=_vectors(tensors[0], name))
-    looks_like = recognise_model_file(content) if all(isinstance(key, str) for key in content) else None
+    looks_like = recognise(content) if all(isinstance(key, str) for key in content) else None
     if looks_like:  # another input's file
         raise ModelFileError(
             f"{name} is not an InST or textual-inversion file: it looks like {looks_like}. "
@@ -69,7 +69,7 @@ def _inst(content, path):
     attention = content["attention"]
     extra = [key for key in content if key not in ("attention", "string_to_token", "learnable_vector")]
     pickled = type(attention).pickled_class if isinstance(attention, Stub) else type(attention).__name__
-    if extra or pickled != "ldm.modules.embedding_manager.Attentions":
+    if extra or pickled != INST_PICKLED_CLASS:
         raise ModelFileError(
             f"{name} has an 'attention' entry but is not an InST file (it holds {', '.join(map(str, content))}, "
             f"attention is a {pickled}). ProSpect, LSAST and "
@@ -77,21 +77,13 @@ def _inst(content, path):
         )
     state_dict = attention.tensors()
     _require_finite(state_dict.values(), name)
-    check_layout(state_dict, _inst_layout(), path, INST_KIND)
-    with torch.device("meta"):
-        empty = InversionNetwork()
-    network = materialize(empty, state_dict)
+    check_layout(state_dict, inst_layout(), path, INST_NETWORK)
+    network = materialize(empty(InversionNetwork), state_dict)
     if "learnable_vector" not in content:
         return StyleFile(kind="InST", network=network)
     vector = _vectors(content["learnable_vector"], name)
     with torch.no_grad():
         return StyleFile(kind="InST with a learned input vector (ArtBank)", vectors=network.token(vector))
-
-
-@cache
-def _inst_layout():
-    with torch.device("meta"):
-        return {key: tuple(t.shape) for key, t in InversionNetwork().state_dict().items()}
 
 
 def _vectors(tensor, name):

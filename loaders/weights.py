@@ -1,20 +1,14 @@
-"""Read and write weight files without executing anything; check them against an expected layout."""
+"""Read and write weight files without executing anything; check them against an expected layout.
+Why a file could not be read at all is worked out in diagnosis.py."""
 
-import io
 import json
 import os
-import pickle
-import pickletools
-import re
-import zipfile
 from contextlib import contextmanager
 
 import torch
 from safetensors import safe_open
 
-SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
-INST_NETWORK = "ldm.modules.embedding_manager.Attentions"  # the class InST's embeddings.pt pickles
-CHOOSE_STYLE_FILE = "choose it in InST Style Token (models/inst)"
+from .diagnosis import CHOOSE_STYLE_FILE, SAFETENSORS_SUFFIXES, what_is_wrong
 
 
 class ModelFileError(ValueError):
@@ -66,140 +60,7 @@ def _reading(path):
     except ModelFileError:
         raise
     except Exception as error:  # truncated zips, foreign formats: torch and safetensors raise many types
-        raise ModelFileError(f"{name} {_what_is_wrong(path, error)}") from None
-
-
-def _what_is_wrong(path, error) -> str:
-    """Why a file failed to load, judged from its bytes before the error (the error alone cannot tell a
-    cut file from a hostile one: a pickle cut inside a class name asks for that half name)."""
-    with open(path, "rb") as file:
-        head = file.read(256)
-    not_weights = _not_weights(head)
-    if not_weights:
-        return not_weights
-    container = _container(head)
-    cut = _cut_short(path, container, error)
-    if cut:
-        return (
-            f"could not be read as a weights file: it is cut short ({cut}). The download or copy did not "
-            "finish: download it again."
-        )
-    asked = _asked_for(error)
-    if asked == INST_NETWORK:
-        return f"is an InST style file (it pickles InST's network), not weights for this input: {CHOOSE_STYLE_FILE}."
-    if asked or (isinstance(error, pickle.UnpicklingError) and container in ("zip", "pickle")):
-        what = f"it asks for {asked}" if asked else "it holds objects or pickle instructions"
-        return (
-            f"was refused: {what}, which a weights file never needs; nothing from it was run. Only use weight "
-            "files from the sources listed in the README."
-        )
-    if container is None:
-        return (
-            f"could not be read as a weights file: it is neither safetensors nor a PyTorch file (it begins "
-            f"with the bytes {head[:8].hex(' ')}). Choose the file the README lists for this input, or download it "
-            "again."
-        )
-    named = "safetensors" if path.lower().endswith(SAFETENSORS_SUFFIXES) else "PyTorch"
-    actual = "safetensors" if container == "safetensors" else "PyTorch"
-    if actual != named:  # read by the name: a converted copy saved as .pth, or the reverse
-        suffix = ".safetensors" if actual == "safetensors" else ".pth"
-        return (
-            f"could not be read as a weights file: it is a {actual} file under a {named} file's name. "
-            f"Rename it to {os.path.splitext(os.path.basename(path))[0]}{suffix}."
-        )
-    return (
-        f"could not be read as a weights file ({type(error).__name__}: {_first_line(error)}). "
-        "It may be truncated or not a model file: download it again."
-    )
-
-
-def _not_weights(head):
-    """What a file that failed to load is instead, from its first bytes `head` (a web page or a Git
-    LFS pointer saved under a model's name), or None."""
-    head = head.lstrip().lower()
-    if head.startswith(b"version https://git-lfs"):
-        return (
-            "is a Git LFS pointer (a few lines of text), not the model file: download the file itself "
-            "(the README's link), not a clone of the repository without git-lfs"
-        )
-    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml", b'{"error')):
-        return (
-            "is a web page or an error message, not a model file: the download saved what the server "
-            "answered instead of the file; download it again from the README's link"
-        )
-    return None
-
-
-def _container(head):
-    """What a file is by its first bytes `head`, whatever its name: "safetensors", "zip" (torch's format
-    since 1.6), "pickle" (torch's legacy format: pickles, then raw tensor data) or None."""
-    if head.startswith(b"PK\x03\x04"):
-        return "zip"
-    if head.startswith(b"\x80"):  # a pickle of protocol 2 or later
-        return "pickle"
-    if head[8:9] == b"{":  # 8-byte header length, then the JSON header
-        return "safetensors"
-    return None
-
-
-def _cut_short(path, container, error):
-    """How a file shows that its end is missing (a download or copy that stopped), or None."""
-    size = os.path.getsize(path)
-    if container == "safetensors":
-        end = _safetensors_end(path, size)
-        return f"{size:,} bytes where its header describes {end:,}" if end and end > size else None
-    if container == "zip":  # a zip archive ends with its directory: torch finds no tensor without it
-        return None if zipfile.is_zipfile(path) else "the end of its zip archive is missing"
-    if container == "pickle" and (_pickles_cut(path, size) or "unexpected EOF" in str(error)):
-        return "its data stops in the middle"
-    return None
-
-
-MAX_HEADER = 100 << 20  # safetensors' own limit on the JSON header
-
-
-def _safetensors_end(path, size):
-    """The size a safetensors file's header says the file has (None where the header is unreadable);
-    nothing more than the header is read."""
-    with open(path, "rb") as file:
-        length = int.from_bytes(file.read(8), "little")
-        if 8 + length > size or length > MAX_HEADER:  # the header itself is cut, or is not one
-            return 8 + length
-        try:
-            header = json.loads(file.read(length))
-            ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
-            return 8 + length + max(ends, default=0)
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError):  # a header that lies: not ours to judge
-            return None
-
-
-LEGACY_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)  # the first of a legacy torch file's pickles
-LEGACY_PICKLES = 5  # the magic number, protocol, system info, the object, its storage keys; then raw data
-LEGACY_HEAD = 16 << 20  # those pickles are small; they are walked only when the whole file is this small
-
-
-def _pickles_cut(path, size):
-    """Whether the pickles a legacy torch file starts with stop before their end (walked with
-    pickletools, which reads the opcodes and builds nothing)."""
-    if size > LEGACY_HEAD:
-        return False
-    with open(path, "rb") as file:
-        data = file.read()
-    stream = io.BytesIO(data)
-    for _ in range(LEGACY_PICKLES):
-        if stream.tell() == size:  # a torch file has all five pickles; a bare pickle may end here
-            return data.startswith(LEGACY_MAGIC)
-        try:
-            for _ in pickletools.genops(stream):
-                pass
-        except ValueError:  # an unknown opcode mid-file is damage; running out of bytes is a cut
-            return stream.tell() == size
-    return False
-
-
-def _asked_for(error):
-    """The global a refused pickle asked for (ours or torch's message), or None."""
-    return getattr(error, "qualified", None) or next(iter(re.findall(r"GLOBAL ([\w.]+)", str(error))), None)
+        raise ModelFileError(f"{name} {what_is_wrong(path, error)}") from None
 
 
 def read_state_dict(path, keep=None) -> dict:
@@ -292,7 +153,7 @@ def write_safetensors(path, tensors: dict, dtype=None, metadata=None) -> None:
         raise
 
 
-def check_layout(state_dict, expected, path, kind, recognise=None) -> None:
+def check_layout(state_dict, expected, path, file_description, recognise=None) -> None:
     """Refuse a state dict whose keys or shapes differ from `expected` ({key: shape}).
 
     The message names the file, the first mismatches and, through `recognise(state_dict)`, what
@@ -316,9 +177,9 @@ def check_layout(state_dict, expected, path, kind, recognise=None) -> None:
         problems.append(f"{len(wrong)} wrong shapes (first: {'; '.join(wrong[:3])})")
     looks_like = recognise(state_dict) if recognise else None
     hint = f" It looks like {looks_like}." if looks_like else ""
-    article = "an" if kind[0] in "AEIOU" else "a"
+    article = "an" if file_description[0] in "AEIOU" else "a"
     raise ModelFileError(
-        f"{os.path.basename(path)} is not {article} {kind}: {', '.join(problems)}.{hint} "
+        f"{os.path.basename(path)} is not {article} {file_description}: {', '.join(problems)}.{hint} "
         "Choose the right file for this input."
     )
 
@@ -327,8 +188,3 @@ def dtype_names(tensors) -> str:
     """How tensors are stored, for messages: "fp16", "fp16 and fp32"."""
     names = {dtype: f"fp{dtype.itemsize * 8}" for dtype in (torch.float16, torch.float32, torch.float64)}
     return " and ".join(sorted({names.get(t.dtype, str(t.dtype).removeprefix("torch.")) for t in tensors}))
-
-
-def _first_line(error) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -8,7 +8,6 @@ Key names match the published `ip.bin` without its `unet.`/`controlnet.` parts:
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 EMBED_DIM = 1024  # style-aware encoder output, per scale
@@ -105,11 +104,11 @@ class StyleShotAdapter(nn.Module):
 
 def route(cond, uncond, cond_or_uncond, rows):
     """Stack per-chunk values for a batch made of `len(cond_or_uncond)` chunks of `rows` rows:
-    chunk kind 1 (uncond) takes `uncond`, any other kind `cond`. Each value has 1 row (shared by
+    a chunk marked 1 (uncond) takes `uncond`, any other `cond`. Each value has 1 row (shared by
     the chunk) or `rows` rows (one per latent)."""
     parts = []
-    for kind in cond_or_uncond:
-        value = uncond if kind == 1 else cond
+    for chunk in cond_or_uncond:
+        value = uncond if chunk == 1 else cond
         if value.shape[0] == 1:
             value = value.expand(rows, *value.shape[1:])
         elif value.shape[0] != rows:
@@ -130,14 +129,3 @@ def style_attention(q, keys_values, cond_or_uncond, heads, attention):
     k = route(k_cond, k_uncond, cond_or_uncond, rows).to(q)
     v = route(v_cond, v_uncond, cond_or_uncond, rows).to(q)
     return attention(q, k, v, heads)
-
-
-def sdpa_attention(q, k, v, heads):
-    """Plain multi-head attention on [B, N, heads*d] tensors, default 1/sqrt(d) scale."""
-    b, _, inner = q.shape
-
-    def split(t):
-        return t.view(b, -1, heads, inner // heads).transpose(1, 2)
-
-    out = F.scaled_dot_product_attention(split(q), split(k), split(v))
-    return out.transpose(1, 2).reshape(b, -1, inner)

@@ -92,12 +92,12 @@ def compute_dtype(device):
 _loaded = {}
 
 
-def cached_load(expected, name, build, kind):
-    """`build(path)` for file `name`, run once per file version and `kind` (what is built from it,
-    hashable); when the file changes on disk it is read again and the old result dropped."""
+def cached_load(expected, name, build, built_as):
+    """`build(path)` for file `name`, run once per file version and `built_as` (what is built from
+    it, hashable); when the file changes on disk it is read again and the old result dropped."""
     path = model_path(expected, name)
     stat = os.stat(path)
-    file_id = (kind, os.path.realpath(path))
+    file_id = (built_as, os.path.realpath(path))
     key = (*file_id, stat.st_mtime_ns, stat.st_size)
     if key not in _loaded:
         for stale in [k for k in _loaded if k[:2] == file_id]:
@@ -120,7 +120,7 @@ def cached_patcher(expected, name, load):
             load(path).to(dtype), load_device=device, offload_device=mm.unet_offload_device()
         )
 
-    return cached_load(expected, name, build, kind=(load.__qualname__, dtype))
+    return cached_load(expected, name, build, built_as=(load.__qualname__, dtype))
 
 
 def load_network(expected, name, load):

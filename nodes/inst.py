@@ -13,7 +13,7 @@ from ..loaders.inst import load_style_file
 from ..loaders.model_files import CLIP_VISION_L, INST_STYLE
 from ..models.adain import latent_adain
 from ..models.inst_network import DIM
-from ..patches.model_check import require_sd1
+from ..patches.model_requirements import require_sd1
 from ..patches.placeholder import ChunkLayout, placeholder_token, replace_placeholder
 from ..patches.stochastic_inversion import stochastic_inversion
 from ..preprocessors.clip_view import CLIP_SIZE, PREPROCESSING, clip_view
@@ -85,7 +85,7 @@ class InSTStyleToken:
         return host.check_model_choice(INST_STYLE, style_file)
 
     def token(self, style_file, preprocessing, clip_vision=None, style_image=None):
-        loaded = host.cached_load(INST_STYLE, style_file, load_style_file, kind="inst")
+        loaded = host.cached_load(INST_STYLE, style_file, load_style_file, built_as="inst")
         if loaded.vectors is not None:
             if style_image is not None:
                 logging.warning(

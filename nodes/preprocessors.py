@@ -27,11 +27,39 @@ IMAGE_INPUT = ("IMAGE", {"tooltip": "Images to process (RGB, grey or RGBA; RGBA 
 
 
 class Preprocessor:
-    """What the three preprocessor nodes share: IMAGE in, one IMAGE out of the same size."""
+    """What the three preprocessor nodes share: IMAGE in, one IMAGE out of the same size, through
+    one network file. A node names its network input (MODEL_INPUT: input name, ModelFile, tooltip),
+    adds its own inputs (SETTINGS), and loads its network and runs its detector in `detect`."""
 
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE",)
     FUNCTION = "detect"
+    BINARY = False  # a binary map is resized back nearest-neighbour, so it stays binary
+    SETTINGS = {}
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        name, expected, tooltip = cls.MODEL_INPUT
+        return {
+            "required": {
+                "image": IMAGE_INPUT,
+                name: host.model_input(expected, tooltip),
+                **cls.SETTINGS,
+                "resolution": RESOLUTION,
+            }
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, hed_model=None, lineart_model=None):
+        # ComfyUI passes the network input this node has (the other stays None)
+        return host.check_model_choice(cls.MODEL_INPUT[1], hed_model or lineart_model)
+
+    def run(self, net, image, detect, resolution):
+        """`detect` (images -> maps, on `net`) over every image, as the node's output."""
+        return (host.run_preprocessor(net, image, detect, resolution, binary=self.BINARY),)
+
+
+HED_INPUT = ("hed_model", HED, "HED network (ControlNetHED.pth).")
 
 
 class StyleShotContour(Preprocessor):
@@ -41,55 +69,44 @@ class StyleShotContour(Preprocessor):
         "brush strokes so only the layout reaches StyleShot's content encoder (sparse control)."
     )
     OUTPUT_TOOLTIPS = ("Binary contour map (white on black), one per input image.",)
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "image": IMAGE_INPUT,
-                "hed_model": host.model_input(HED, "HED network (ControlNetHED.pth)."),
-                "threshold": (
-                    "INT",
-                    {
-                        "default": 200,
-                        "min": 0,
-                        "max": 255,
-                        "tooltip": "Edge levels (0-255) strictly above this are kept. StyleShot uses 200; lower keeps "
-                        "more detail.",
-                    },
-                ),
-                "dilate_size": (
-                    "INT",
-                    {
-                        "default": 3,
-                        "min": 1,
-                        "max": 15,
-                        "tooltip": "Side of the square dilation kernel, in pixels. StyleShot uses 3.",
-                    },
-                ),
-                "dilate_iterations": (
-                    "INT",
-                    {
-                        "default": 1,
-                        "min": 0,
-                        "max": 10,
-                        "tooltip": "How many times to dilate (0 = no dilation). StyleShot uses 1.",
-                    },
-                ),
-                "resolution": RESOLUTION,
-            }
-        }
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, hed_model):
-        return host.check_model_choice(HED, hed_model)
+    MODEL_INPUT, BINARY = HED_INPUT, True
+    SETTINGS = {
+        "threshold": (
+            "INT",
+            {
+                "default": 200,
+                "min": 0,
+                "max": 255,
+                "tooltip": "Edge levels (0-255) strictly "
+                "above this are kept. StyleShot uses 200; lower keeps more detail.",
+            },
+        ),
+        "dilate_size": (
+            "INT",
+            {
+                "default": 3,
+                "min": 1,
+                "max": 15,
+                "tooltip": "Side of the square dilation kernel, in pixels. StyleShot uses 3.",
+            },
+        ),
+        "dilate_iterations": (
+            "INT",
+            {
+                "default": 1,
+                "min": 0,
+                "max": 10,
+                "tooltip": "How many times to dilate (0 = no dilation). StyleShot uses 1.",
+            },
+        ),
+    }
 
     def detect(self, image, hed_model, threshold, dilate_size, dilate_iterations, resolution):
         net = host.load_network(HED, hed_model, load_hed)
         detect = partial(
             contour, net, threshold=threshold, dilate_size=dilate_size, dilate_iterations=dilate_iterations
         )
-        return (host.run_preprocessor(net, image, detect, resolution, binary=True),)
+        return self.run(net, image, detect, resolution)
 
 
 class HEDSoftEdges(Preprocessor):
@@ -98,32 +115,21 @@ class HEDSoftEdges(Preprocessor):
         "For soft-edge ControlNets; StyleShot's content encoder wants 'StyleShot Contour' instead."
     )
     OUTPUT_TOOLTIPS = ("Soft edge map (white on black), one per input image.",)
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "image": IMAGE_INPUT,
-                "hed_model": host.model_input(HED, "HED network (ControlNetHED.pth)."),
-                "safe": (
-                    "BOOLEAN",
-                    {
-                        "default": False,
-                        "tooltip": "ControlNet's 'safe' step: quantise to 3 levels, hiding the faint copy of the photo "
-                        "that soft maps carry.",
-                    },
-                ),
-                "resolution": RESOLUTION,
-            }
-        }
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, hed_model):
-        return host.check_model_choice(HED, hed_model)
+    MODEL_INPUT = HED_INPUT
+    SETTINGS = {
+        "safe": (
+            "BOOLEAN",
+            {
+                "default": False,
+                "tooltip": "ControlNet's 'safe' step: quantise to 3 levels, "
+                "hiding the faint copy of the photo that soft maps carry.",
+            },
+        ),
+    }
 
     def detect(self, image, hed_model, safe, resolution):
         net = host.load_network(HED, hed_model, load_hed)
-        return (host.run_preprocessor(net, image, partial(soft_edges, net, safe=safe), resolution, binary=False),)
+        return self.run(net, image, partial(soft_edges, net, safe=safe), resolution)
 
 
 class Lineart(Preprocessor):
@@ -133,35 +139,26 @@ class Lineart(Preprocessor):
         "model; switch 'invert' on for ControlNet lineart models (white lines on black)."
     )
     OUTPUT_TOOLTIPS = ("Line map, one per input image, same size as the input.",)
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "image": IMAGE_INPUT,
-                "lineart_model": host.model_input(
-                    LINEART_FINE, "sk_model.pth draws fine lines (StyleShot's default); sk_model2.pth coarse ones."
-                ),
-                "invert": (
-                    "BOOLEAN",
-                    {
-                        "default": False,
-                        "label_on": "white lines on black",
-                        "label_off": "black lines on white (StyleShot)",
-                        "tooltip": "Off: StyleShot's polarity (the generator's raw output). On: ControlNet's polarity.",
-                    },
-                ),
-                "resolution": RESOLUTION,
-            }
-        }
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, lineart_model):
-        return host.check_model_choice(LINEART_FINE, lineart_model)
+    MODEL_INPUT = (
+        "lineart_model",
+        LINEART_FINE,
+        "sk_model.pth draws fine lines (StyleShot's default); sk_model2.pth coarse ones.",
+    )
+    SETTINGS = {
+        "invert": (
+            "BOOLEAN",
+            {
+                "default": False,
+                "label_on": "white lines on black",
+                "label_off": "black lines on white (StyleShot)",
+                "tooltip": "Off: StyleShot's polarity (the generator's raw output). On: ControlNet's polarity.",
+            },
+        ),
+    }
 
     def detect(self, image, lineart_model, invert, resolution):
         net = host.load_network(LINEART_FINE, lineart_model, load_lineart)
-        return (host.run_preprocessor(net, image, partial(lineart, net, invert=invert), resolution, binary=False),)
+        return self.run(net, image, partial(lineart, net, invert=invert), resolution)
 
 
 NODE_CLASS_MAPPINGS = {

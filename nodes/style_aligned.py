@@ -4,8 +4,9 @@ import comfy.patcher_extension
 import comfy.samplers
 
 from ..patches.conditioning import reference_batch, stack_rows, with_reference_row
+from ..patches.model_requirements import require_unet
 from ..patches.reference import WRAPPER_KEY, ReferenceRow, invert
-from ..patches.style_aligned import LAYER_BLOCKS, AlignSettings, apply_batch_align, require_unet
+from ..patches.style_aligned import LAYER_BLOCKS, AlignSettings, apply_batch_align
 from . import host
 
 CATEGORY = "style_suite/StyleAligned"

@@ -10,11 +10,11 @@ from ..loaders.model_files import STYLE_ENCODER, STYLESHOT_CONTOUR, STYLESHOT_LI
 from ..loaders.styleshot import load_adapter, load_encoder
 from ..models.style_adapter import LAYER_PRESETS, StyleTokens
 from ..models.style_encoder import PATCHES_PER_IMAGE
-from ..models.style_patches import patch_tree, style_crop
 from ..patches.content_fusion import MAP_FITS, attach, content_encoder, style_controlnet
-from ..patches.model_check import require_sd1
+from ..patches.model_requirements import require_sd1
 from ..patches.styleshot import StyleInjection, apply_style
 from ..preprocessors.image import check_images, to_rgb_uint8
+from ..preprocessors.style_patches import patch_tree, style_crop
 from . import host
 
 CATEGORY = "style_suite/StyleShot"

@@ -17,6 +17,15 @@ def attention(q, k, v, extra, mask=None):
     )
 
 
+def keys_reaching(replaced, block, block_id):
+    """The replace-patch keys through which ComfyUI runs the attention of UNet block (block, id):
+    each (block, id, transformer index) that has a patch of its own, then (block, id), which serves
+    every index without one. `replaced` is the patches_replace dict of one attention (attn1 or attn2).
+    ComfyUI's BasicTransformerBlock looks up (block, id, index) before (block, id)."""
+    own = [key for key in replaced if len(key) == 3 and key[:2] == (block, block_id)]
+    return own + [(block, block_id)]
+
+
 class ChainedPatch:
     """A replace patch that keeps the patch it displaced in `previous` and calls it instead of
     plain attention. ComfyUI moves patches with the UNet (`to`) and loads the ModelPatchers they

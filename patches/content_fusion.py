@@ -16,7 +16,7 @@ import comfy.controlnet
 import comfy.utils
 
 from ..models.style_adapter import route
-from .model_check import require_sd1
+from .model_requirements import require_sd1
 
 FEATURE = "StyleShot Apply Content"
 

@@ -12,11 +12,11 @@ InST's start latent sqrt(ab_inv) (z0 + sigma_inv eps_hat) / sqrt(ab_start) is
 noise disabled from `start_at_step` of the same schedule then runs InST's DDIM steps.
 """
 
-import comfy.model_sampling
 import comfy.sample
 import comfy.samplers
 import torch
 
+from .model_requirements import require_ddpm
 from .sampling import sample_from_clean
 
 
@@ -34,22 +34,6 @@ def inversion_schedule(sampling, steps, strength, scheduler="ddim_uniform"):
     start = len(sigmas) - 1 - denoised_steps
     timestep = torch.tensor(float(int(strength * len(sampling.sigmas))))
     return float(sampling.sigma(timestep)), float(sigmas[start]), start
-
-
-def require_ddpm(sampling, feature):
-    """SD1.x's discrete DDPM noise schedule (eps, v or x0 prediction), where sigma and alpha_bar
-    are tied as above."""
-    if (
-        isinstance(sampling, comfy.model_sampling.ModelSamplingDiscrete)
-        and not isinstance(sampling, comfy.model_sampling.ModelSamplingDiscreteEDM)
-        and isinstance(sampling, comfy.model_sampling.EPS)
-        and not isinstance(sampling, comfy.model_sampling.EDM)
-    ):
-        return
-    raise ValueError(
-        f"{feature} follows the discrete 1000-step DDPM schedule of SD1.x, but this MODEL samples with "
-        f"{type(sampling).__name__}: remove the node that changed its sampling (ModelSamplingDiscrete/EDM/...)"
-    )
 
 
 def stochastic_inversion(model, positive, latent, strength, steps, seed, scheduler="ddim_uniform"):

@@ -11,13 +11,12 @@
 import logging
 from dataclasses import asdict, dataclass
 
-import comfy.model_base
 import comfy.patcher_extension
-from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 from torch import nn
 
 from ..models.shared_attention import shared_attention, shared_group_norm
-from .attention import ChainedPatch
+from .attention import ChainedPatch, keys_reaching
+from .model_requirements import require_unet
 
 WRAPPER_KEY = "style_suite.style_aligned"
 
@@ -39,19 +38,6 @@ class AlignSettings:
     adain_values: bool = False
     score_scale: float = 1.0
     score_shift: float = 0.0
-
-
-def require_unet(base, feature):
-    """StyleAligned hooks the self-attention of Stable Diffusion's UNet (SD1.x, SD2.x, SDXL);
-    `base` is MODEL.model. Returns the UNet."""
-    network = getattr(base, "diffusion_model", None)
-    if isinstance(base, comfy.model_base.BaseModel) and type(network) is UNetModel:
-        return network
-    raise ValueError(
-        f"{feature} works on Stable Diffusion UNet models (SD1.x, SD2.x, SDXL), but this MODEL is "
-        f"{type(base).__name__} ({type(network).__name__}), whose attention layers it cannot share. "
-        "Load an SD1.5 or SDXL checkpoint."
-    )
 
 
 def attention_blocks(network):
@@ -85,11 +71,13 @@ class SharedAttention(ChainedPatch):
         self._options = asdict(settings)  # once, not per layer call: asdict copies recursively
 
     def __call__(self, q, k, v, extra):
-        per = _rows_per_chunk(q, extra)
-        if per is None:
+        rows_per_chunk = _rows_per_chunk(q, extra)
+        if rows_per_chunk is None:
             return self.attend(q, k, v, extra)
         # another pack's patch runs on the shared keys, without the shift (it takes no mask)
-        return shared_attention(q, k, v, per, lambda q, k, v, mask: self.attend(q, k, v, extra, mask), **self._options)
+        return shared_attention(
+            q, k, v, rows_per_chunk, lambda q, k, v, mask: self.attend(q, k, v, extra, mask), **self._options
+        )
 
     def __deepcopy__(self, memo):
         return self  # immutable: MODEL.clone() may share it
@@ -99,17 +87,17 @@ class BatchLayout:
     """DIFFUSION_MODEL wrapper: the rows per chunk of the UNet call in progress, for the GroupNorms."""
 
     def __init__(self):
-        self.rows = self.per = None
+        self.rows = self.rows_per_chunk = None
 
     def __call__(self, executor, x, *args, **kwargs):
         transformer_options = args[4] if len(args) > 4 else kwargs.get("transformer_options", {})
         chunks = len(transformer_options.get("cond_or_uncond") or ())
         rows = x.shape[0]
-        self.rows, self.per = rows, (rows // chunks if chunks and rows % chunks == 0 else None)
+        self.rows, self.rows_per_chunk = rows, (rows // chunks if chunks and rows % chunks == 0 else None)
         try:
             return executor(x, *args, **kwargs)
         finally:
-            self.rows = self.per = None
+            self.rows = self.rows_per_chunk = None
 
     def __deepcopy__(self, memo):
         return self  # the GroupNorm patches hold this object: copies must not split them
@@ -129,10 +117,10 @@ class SharedGroupNorm:
         return self.previous(x) if self.previous is not None else type(self.module).forward(self.module, x)
 
     def __call__(self, x):
-        per = self.layout.per
-        if per is None or per < 2 or x.shape[0] != self.layout.rows:
+        rows_per_chunk = self.layout.rows_per_chunk
+        if rows_per_chunk is None or rows_per_chunk < 2 or x.shape[0] != self.layout.rows:
             return self.norm(x)
-        return shared_group_norm(self.norm, x, per)
+        return shared_group_norm(self.norm, x, rows_per_chunk)
 
 
 def apply_batch_align(model, settings, blocks, share_group_norm):
@@ -143,9 +131,7 @@ def apply_batch_align(model, settings, blocks, share_group_norm):
     for block, block_id in attention_blocks(network):
         if block not in blocks:
             continue
-        # ComfyUI looks up (block, id, transformer index) before (block, id): wrap what it would run.
-        keys = [key for key in replaced if len(key) == 3 and key[:2] == (block, block_id)]
-        for key in keys + [(block, block_id)]:
+        for key in keys_reaching(replaced, block, block_id):  # wrap whatever ComfyUI would run there
             previous = replaced.get(key)
             if isinstance(previous, SharedAttention):  # Batch Align applied again: the new settings win
                 previous = previous.previous

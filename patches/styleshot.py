@@ -12,7 +12,7 @@ import copy
 import torch.nn.functional as F
 
 from ..models.style_adapter import ADAPTER_LAYERS, route, style_attention
-from .attention import ChainedPatch, attention
+from .attention import ChainedPatch, attention, keys_reaching
 
 
 class StyleInjection:
@@ -149,7 +149,6 @@ def apply_style(model, injection, layers):
     replaced = patched.model_options["transformer_options"].get("patches_replace", {}).get("attn2", {})
     for index in layers:
         block, block_id = ADAPTER_LAYERS[index][0]
-        # ComfyUI looks up (block, id, transformer index) before (block, id): wrap what it would run.
-        key = (block, block_id, 0) if (block, block_id, 0) in replaced else (block, block_id)
-        patched.set_model_patch_replace(StyleLayer(injection, index, replaced.get(key)), "attn2", *key)
+        for key in keys_reaching(replaced, block, block_id):  # wrap whatever ComfyUI would run there
+            patched.set_model_patch_replace(StyleLayer(injection, index, replaced.get(key)), "attn2", *key)
     return patched

@@ -1,5 +1,5 @@
-"""Import the pack under a package name of its own (as ComfyUI does under its folder name) and put
-tests/ on sys.path for the fixtures."""
+"""Import the pack under a package name of its own (as ComfyUI does under its folder name), with the
+scripts' own importer (scripts/pack.py), and put tests/ on sys.path for the fixtures."""
 
 import importlib.util
 import sys
@@ -8,15 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-
-def _import_pack(name="style_suite"):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_import_pack()
+_spec = importlib.util.spec_from_file_location("style_suite_pack_importer", ROOT / "scripts" / "pack.py")
+_importer = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_importer)
+_importer.import_pack()

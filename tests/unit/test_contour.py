@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from fixtures import annotators, images, reference
-from style_suite.preprocessors.hed import HEDNetwork, contour, contour_levels, safe_step, soft_edge_levels, soft_edges
+from style_suite.models.hed_network import HEDNetwork
+from style_suite.preprocessors.hed import contour, contour_levels, safe_step, soft_edge_levels, soft_edges
 from style_suite.preprocessors.run import map_images
 
 

@@ -459,10 +459,8 @@ def test_a_missing_model_file_is_named_with_the_command_that_fetches_it_before_a
     assert server.prompts == [] and server.uploads == {}  # nothing posted, nothing uploaded
 
     # a file the pack does not list: where it goes is the server's business
-    assert (
-        main(["stylize", "--style", style, "--server", server.url, "--set", "Load Checkpoint.ckpt_name=other.ckpt"])
-        == 1
-    )
+    other_checkpoint = ["--set", "Load Checkpoint.ckpt_name=other.ckpt"]
+    assert main(["stylize", "--style", style, "--server", server.url, *other_checkpoint]) == 1
     assert (
         "- other.ckpt (node 1 'Load Checkpoint' (CheckpointLoaderSimple), input 'ckpt_name'): put it in the model "
         "folder that input lists, or choose a file it has with --set 'Load Checkpoint.ckpt_name=FILE'"
@@ -470,22 +468,8 @@ def test_a_missing_model_file_is_named_with_the_command_that_fetches_it_before_a
     everything = fake(object_info=object_info(["v1-5-pruned-emaonly-fp16.safetensors"], TEXT_DRIVEN_FILES[1:]))
     assert main(["stylize", "--style", style, "--server", everything.url, "-o", str(tmp_path / "out.png")]) == 0
     # a file the pack does not list, on a pack node, is left to that node's own validation on the server
-    assert (
-        main(
-            [
-                "stylize",
-                "--style",
-                style,
-                "--server",
-                everything.url,
-                "--set",
-                "StyleShot Loader.adapter=ip.bin",
-                "-o",
-                str(tmp_path / "other.png"),
-            ]
-        )
-        == 0
-    )
+    adapter = ["--set", "StyleShot Loader.adapter=ip.bin", "-o", str(tmp_path / "other.png")]
+    assert main(["stylize", "--style", style, "--server", everything.url, *adapter]) == 0
     assert len(everything.prompts) == 2
 
 
@@ -493,10 +477,10 @@ SHIM = """import dataclasses, json, os, sys
 sys.path.insert(0, {scripts!r})
 from pack import import_pack
 import_pack()
-from style_suite.loaders import model_check
+from style_suite.loaders import model_status
 published = json.loads(os.environ["TEST_PUBLISHED"])
-model_check.ALL = tuple(
-    dataclasses.replace(m, **published[m.name]) if m.name in published else m for m in model_check.ALL
+model_status.ALL = tuple(
+    dataclasses.replace(m, **published[m.name]) if m.name in published else m for m in model_status.ALL
 )
 from style_suite.headless.cli import main
 sys.exit(main(sys.argv[2:]))
@@ -564,20 +548,12 @@ def test_download_fetches_the_files_the_workflow_names_then_runs(fake, tmp_path,
         )
         server = fake(object_info=object_info(TEXT_DRIVEN_FILES[:1], TEXT_DRIVEN_FILES[1:]))
         style = str(_images(tmp_path, "s.png") / "s.png")
-        code = main(
-            [
-                "stylize",
-                "--style",
-                style,
-                "--server",
-                server.url,
-                "--download",
-                "--comfyui-python",
-                str(comfyui_python),
-                "-o",
-                str(tmp_path / "out.png"),
-            ]
-        )
+
+        def stylize_with_download(output):
+            options = ["--download", "--comfyui-python", str(comfyui_python), "-o", str(output)]
+            return main(["stylize", "--style", style, "--server", server.url, *options])
+
+        code = stylize_with_download(tmp_path / "out.png")
         err = capsys.readouterr().err
         assert code == 0, err
     assert (comfyui / "models" / "checkpoints" / TEXT_DRIVEN_FILES[0]).read_bytes() == files[TEXT_DRIVEN_FILES[0]]
@@ -591,33 +567,15 @@ def test_download_fetches_the_files_the_workflow_names_then_runs(fake, tmp_path,
 
     # Run again: everything is there, nothing is downloaded
     hub_requests = len(hub.requests)
-    assert (
-        main(
-            [
-                "stylize",
-                "--style",
-                style,
-                "--server",
-                server.url,
-                "--download",
-                "--comfyui-python",
-                str(comfyui_python),
-                "-o",
-                str(tmp_path / "again.png"),
-            ]
-        )
-        == 0
-    )
+    assert stylize_with_download(tmp_path / "again.png") == 0
     assert len(hub.requests) == hub_requests and "already there, not downloaded" in capsys.readouterr().err
 
 
 def test_download_needs_to_know_the_comfyui_folder(fake, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("COMFYUI_PATH", raising=False)
     server = fake()
-    assert (
-        main(["stylize", "--style", str(_images(tmp_path, "s.png") / "s.png"), "--server", server.url, "--download"])
-        == 1
-    )
+    style = str(_images(tmp_path, "s.png") / "s.png")
+    assert main(["stylize", "--style", style, "--server", server.url, "--download"]) == 1
     err = capsys.readouterr().err
     assert "--download fetches model files into the model folders of a ComfyUI folder: set COMFYUI_PATH" in err
     assert "python scripts/style_suite.py models --download v1-5-pruned-emaonly-fp16.safetensors" in err

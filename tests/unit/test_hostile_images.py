@@ -10,12 +10,14 @@ import torch
 from fixtures import annotators, images
 from fixtures.memory import in_a_fresh_process
 from style_suite.models import adain
-from style_suite.models.style_patches import style_crop
+from style_suite.models.hed_network import HEDNetwork
+from style_suite.models.lineart_generator import LineartGenerator
 from style_suite.preprocessors import image as image_module
 from style_suite.preprocessors.clip_view import clip_view
-from style_suite.preprocessors.hed import HEDNetwork, contour, soft_edges
-from style_suite.preprocessors.lineart import LineartGenerator, lineart
+from style_suite.preprocessors.hed import contour, soft_edges
+from style_suite.preprocessors.lineart import lineart
 from style_suite.preprocessors.run import MAX_DETECT_PIXELS, map_images
+from style_suite.preprocessors.style_patches import style_crop
 
 
 def network(kind):
@@ -117,7 +119,7 @@ def test_style_crops_of_extreme_shapes_stay_small(height, width):
     grown = float(
         in_a_fresh_process(f"""
         import torch
-        from style_suite.models.style_patches import style_crop
+        from style_suite.preprocessors.style_patches import style_crop
         from style_suite.preprocessors.clip_view import clip_view
         image = torch.rand(1, {height}, {width}, 3)
         before = grown_mib()

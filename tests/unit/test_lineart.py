@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from fixtures import annotators, images, reference
-from style_suite.preprocessors.lineart import LineartGenerator, lineart
+from style_suite.models.lineart_generator import LineartGenerator
+from style_suite.preprocessors.lineart import lineart
 from style_suite.preprocessors.run import map_images
 
 

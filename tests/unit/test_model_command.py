@@ -1,6 +1,7 @@
-"""The `models` command (loaders/model_check.py, model_folders.py, download.py): model folders found as
-ComfyUI finds them, each file checked as its loader reads it, misplaced files named, downloads that
-resume, refuse what is not the published file and never leave a half file under the final name.
+"""The `models` command (loaders/models_command.py, model_status.py, model_folders.py, download.py):
+model folders found as ComfyUI finds them, each file checked as its loader reads it, misplaced files
+named, downloads that resume, refuse what is not the published file and never leave a half file under
+the final name.
 
 Fixture files have the published layouts; the StyleShot ones hold one number per tensor and the CLIP
 one is sparse, so they cost almost no disk. Where a test needs the published size or hash, the
@@ -23,9 +24,8 @@ from fixtures.clip_models import vision_l_layout, write_zero_safetensors
 from fixtures.hub import Hub
 from fixtures.sd15_checkpoint import sd15_layout
 from fixtures.sdxl_checkpoint import sdxl_layout
-from style_suite.loaders import clip_vision, model_check
+from style_suite.loaders import layouts, model_status
 from style_suite.loaders.download import DownloadError, download
-from style_suite.loaders.model_check import check_all, check_file, check_published, main
 from style_suite.loaders.model_files import (
     ALL,
     CLIP_VISION_L,
@@ -40,6 +40,8 @@ from style_suite.loaders.model_files import (
     STYLESHOT_LINEART,
 )
 from style_suite.loaders.model_folders import ConfigError, extra_model_paths, model_folders
+from style_suite.loaders.model_status import check_all, check_file, check_published
+from style_suite.loaders.models_command import main
 from style_suite.loaders.weights import ModelFileError
 
 
@@ -86,7 +88,7 @@ PUBLISHED_AS = {
 
 @pytest.fixture
 def published(monkeypatch, sources):
-    """model_check.ALL with the fixture files' sizes (and the annotators' sha256) as the published ones."""
+    """model_status.ALL with the fixture files' sizes (and the annotators' sha256) as the published ones."""
 
     def entry(model_file):
         source = sources.get(PUBLISHED_AS.get(model_file.name))
@@ -96,7 +98,7 @@ def published(monkeypatch, sources):
         return dataclasses.replace(model_file, size_bytes=os.path.getsize(source), sha256=digest)
 
     entries = tuple(entry(model_file) for model_file in ALL)
-    monkeypatch.setattr(model_check, "ALL", entries)
+    monkeypatch.setattr(model_status, "ALL", entries)
     return {model_file.name: model_file for model_file in entries}
 
 
@@ -227,7 +229,7 @@ def test_each_kind_of_file_is_recognised_in_its_slot(sources):
 
 
 def test_the_packs_vit_l_layout_is_transformers(sources):
-    assert clip_vision.vit_l_layout() == {k: v for k, v in vision_l_layout().items() if not k.endswith("position_ids")}
+    assert layouts.vit_l_layout() == {k: v for k, v in vision_l_layout().items() if not k.endswith("position_ids")}
 
 
 def test_clip_files_are_checked_by_their_header(tmp_path):
@@ -358,9 +360,9 @@ def test_a_truncated_file_is_invalid(models, sources, published, capsys):
 def test_a_file_of_another_size_than_the_published_one_is_invalid(models, published, monkeypatch, capsys):
     size = published[HED.name].size_bytes
     monkeypatch.setattr(
-        model_check,
+        model_status,
         "ALL",
-        tuple(dataclasses.replace(m, size_bytes=size + 1) if m.name == HED.name else m for m in model_check.ALL),
+        tuple(dataclasses.replace(m, size_bytes=size + 1) if m.name == HED.name else m for m in model_status.ALL),
     )
     code, report, _ = run(capsys, "--models-dir", models)
     assert code == 1
@@ -372,9 +374,9 @@ def test_a_file_of_another_size_than_the_published_one_is_invalid(models, publis
 
 def test_sha256_is_compared_with_hash_only(models, published, monkeypatch, capsys):
     monkeypatch.setattr(
-        model_check,
+        model_status,
         "ALL",
-        tuple(dataclasses.replace(m, sha256="0" * 64) if m.name == HED.name else m for m in model_check.ALL),
+        tuple(dataclasses.replace(m, sha256="0" * 64) if m.name == HED.name else m for m in model_status.ALL),
     )
     assert run(capsys, "--models-dir", models)[0] == 0
     code, report, _ = run(capsys, "--models-dir", models, "--hash")

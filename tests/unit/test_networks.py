@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from fixtures import annotators, reference
-from style_suite.preprocessors.hed import HEDNetwork
-from style_suite.preprocessors.lineart import LineartGenerator, lineart_levels
+from style_suite.models.hed_network import HEDNetwork
+from style_suite.models.lineart_generator import LineartGenerator
+from style_suite.preprocessors.lineart import lineart_levels
 
 
 def layout(module):

@@ -51,8 +51,9 @@ spec = importlib.util.spec_from_file_location("style-suite-x", {str(ROOT / "__in
 pack = importlib.util.module_from_spec(spec)
 sys.modules["style-suite-x"] = pack
 spec.loader.exec_module(pack)
-loaders = importlib.import_module("style-suite-x.loaders.annotators")
-print(pack.NODE_CLASS_MAPPINGS, loaders._layouts.cache_info().currsize, "comfy" in sys.modules)
+importlib.import_module("style-suite-x.loaders.annotators")
+layouts = importlib.import_module("style-suite-x.loaders.layouts")
+print(pack.NODE_CLASS_MAPPINGS, layouts.hed_layout.cache_info().currsize, "comfy" in sys.modules)
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -80,12 +80,12 @@ def qkv(rows, tokens=64, seed=0, dtype=torch.float32, std=1.0):
 def test_adain_matches_published_statistics():
     q, _, _ = qkv(6)
     expected = tokens_first(published_adain(heads_first(q)))
-    torch.testing.assert_close(adain(q, per=3), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(adain(q, rows_per_chunk=3), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_adain_leaves_reference_rows_exactly():
     q, _, _ = qkv(6)
-    out = adain(q, per=3)
+    out = adain(q, rows_per_chunk=3)
     assert torch.equal(out[0], q[0]) and torch.equal(out[3], q[3])
     assert not torch.allclose(out[1], q[1])
     # the other rows now have the reference's token mean and unbiased std, per channel
@@ -98,9 +98,9 @@ def test_adain_leaves_reference_rows_exactly():
 def test_adain_of_fp16_activations_whose_variance_overflows_in_fp16():
     q, _, _ = qkv(4, dtype=torch.float16, std=300.0)
     assert torch.isinf(q.var(dim=1)).any()  # fp16 statistics would be inf here
-    out = adain(q, per=2)
+    out = adain(q, rows_per_chunk=2)
     assert out.dtype == torch.float16 and torch.isfinite(out).all()
-    expected = adain(q.float(), per=2)
+    expected = adain(q.float(), rows_per_chunk=2)
     torch.testing.assert_close(out.float(), expected, atol=0.5, rtol=1e-3)
 
 
@@ -161,7 +161,7 @@ def test_group_norm_sharing_matches_published():
         norm.weight.normal_(1, 0.1, generator=g)
         norm.bias.normal_(0, 0.1, generator=g)
         expected = norm(concat_first(x, -2))[:, :, :8]
-        ours = shared_group_norm(norm, x, per=3)
+        ours = shared_group_norm(norm, x, rows_per_chunk=3)
     torch.testing.assert_close(ours, expected)
     torch.testing.assert_close(ours[[0, 3]], norm(x)[[0, 3]], atol=1e-5, rtol=1e-5)
 

@@ -5,14 +5,8 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention, IPAdapterAttnProcessor2_0
 
-from style_suite.models.style_adapter import (
-    ADAPTER_LAYERS,
-    StyleShotAdapter,
-    StyleTokens,
-    route,
-    sdpa_attention,
-    style_attention,
-)
+from fixtures.reference import sdpa_attention
+from style_suite.models.style_adapter import ADAPTER_LAYERS, StyleShotAdapter, StyleTokens, route, style_attention
 
 HEADS = 8
 LAYER_OF_WIDTH = {320: 1, 640: 5, 1280: 31}  # adapter indices (input 1, input 4, middle)

@@ -14,7 +14,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from fixtures import styleshot
 from style_suite.loaders.styleshot import load_adapter, load_encoder
-from style_suite.models.style_patches import patch_tree, style_crop
+from style_suite.preprocessors.style_patches import patch_tree, style_crop
 
 HIDDEN = 1280
 # (in, out, downsample first) of each ResnetBlock, per expert: docs/design/styleshot.md 1.3's table.

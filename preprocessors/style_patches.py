@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..preprocessors.image import check_images, resized_crop, to_rgb_uint8
-from .style_encoder import PATCHES_PER_IMAGE
+from ..models.style_encoder import PATCHES_PER_IMAGE
+from .image import check_images, resized_crop, to_rgb_uint8
 
 STYLE_SIZE = 512
 
