@@ -17,13 +17,13 @@ def attention(q, k, v, extra, mask=None):
     )
 
 
-def keys_reaching(replaced, block, block_id):
-    """The replace-patch keys through which ComfyUI runs the attention of UNet block (block, id):
-    each (block, id, transformer index) that has a patch of its own, then (block, id), which serves
-    every index without one. `replaced` is the patches_replace dict of one attention (attn1 or attn2).
-    ComfyUI's BasicTransformerBlock looks up (block, id, index) before (block, id)."""
-    own = [key for key in replaced if len(key) == 3 and key[:2] == (block, block_id)]
-    return own + [(block, block_id)]
+def keys_reaching(replaced, block, block_id, depth):
+    """The replace-patch keys through which ComfyUI runs the attention of UNet block (block, id),
+    whose transformer has `depth` blocks: for each block index, (block, id, index) where a patch has
+    that key, else (block, id). ComfyUI's BasicTransformerBlock looks them up in that order;
+    `replaced` is the patches_replace dict of one attention (attn1 or attn2)."""
+    keys = [(block, block_id, i) if (block, block_id, i) in replaced else (block, block_id) for i in range(depth)]
+    return list(dict.fromkeys(keys))
 
 
 class ChainedPatch:

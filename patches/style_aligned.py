@@ -41,11 +41,12 @@ class AlignSettings:
 
 
 def attention_blocks(network):
-    """(block, id) of every UNet block holding self-attention, in execution order."""
+    """(block, id, transformer depth) of every UNet block holding self-attention, in execution order."""
     blocks = [("input", i, b) for i, b in enumerate(network.input_blocks)]
     blocks += [("middle", 0, network.middle_block)]
     blocks += [("output", i, b) for i, b in enumerate(network.output_blocks)]
-    return [(name, i) for name, i, block in blocks if any(hasattr(m, "attn1") for m in block.modules())]
+    depths = [(name, i, sum(hasattr(m, "attn1") for m in block.modules())) for name, i, block in blocks]
+    return [(name, i, depth) for name, i, depth in depths if depth]
 
 
 def _rows_per_chunk(q, extra):
@@ -128,10 +129,10 @@ def apply_batch_align(model, settings, blocks, share_group_norm):
     network = require_unet(model.model, "StyleAligned Batch Align")
     patched = model.clone()
     replaced = patched.model_options["transformer_options"].get("patches_replace", {}).get("attn1", {})
-    for block, block_id in attention_blocks(network):
+    for block, block_id, depth in attention_blocks(network):
         if block not in blocks:
             continue
-        for key in keys_reaching(replaced, block, block_id):  # wrap whatever ComfyUI would run there
+        for key in keys_reaching(replaced, block, block_id, depth):  # wrap whatever ComfyUI would run there
             previous = replaced.get(key)
             if isinstance(previous, SharedAttention):  # Batch Align applied again: the new settings win
                 previous = previous.previous

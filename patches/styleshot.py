@@ -149,6 +149,7 @@ def apply_style(model, injection, layers):
     replaced = patched.model_options["transformer_options"].get("patches_replace", {}).get("attn2", {})
     for index in layers:
         block, block_id = ADAPTER_LAYERS[index][0]
-        for key in keys_reaching(replaced, block, block_id):  # wrap whatever ComfyUI would run there
+        # SD1.x's spatial transformers hold one block each (index 0): wrap whatever ComfyUI would run there
+        for key in keys_reaching(replaced, block, block_id, depth=1):
             patched.set_model_patch_replace(StyleLayer(injection, index, replaced.get(key)), "attn2", *key)
     return patched

@@ -135,6 +135,19 @@ def test_patches_land_where_asked(pack, sd15):
     assert not again.object_patches and not again.wrappers.get("diffusion_model")
 
 
+def test_the_keys_wrapped_are_those_comfyui_runs(pack):
+    """ComfyUI's BasicTransformerBlock runs (block, id, index) where that key has a patch, else
+    (block, id): a two-block transformer with a patch for index 1 only reaches (block, id) from index
+    0; a key for an index the transformer does not have is never reached."""
+    keys_reaching = pack.patches.attention.keys_reaching
+    replaced = {("output", 0, 1): "one", ("output", 0, 5): "stale", ("output", 1, 0): "zero"}
+    assert keys_reaching(replaced, "output", 0, depth=2) == [("output", 0), ("output", 0, 1)]
+    assert keys_reaching(replaced, "output", 1, depth=1) == [("output", 1, 0)]
+    both = {("input", 4, 0): "a", ("input", 4, 1): "b"}
+    assert keys_reaching(both, "input", 4, depth=2) == [("input", 4, 0), ("input", 4, 1)]
+    assert keys_reaching({}, "middle", 0, depth=10) == [("middle", 0)]
+
+
 def test_another_packs_attn1_patch_is_kept(pack):
     """A patch already on a layer (like SAG's ('middle', 0, 0)) runs on the shared keys and values."""
     AlignSettings, SharedAttention = (
