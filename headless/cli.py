@@ -167,20 +167,21 @@ def servers(args):
             raise ComfyError(f"{error}\nThe end of its log:\n{local.log()[-3000:]}") from None
 
 
-def checked(args, prompt, chosen) -> list:
-    """Apply the settings to a copy, uploading nothing, so a wrong title or value is reported
-    before any server starts; with --download, fetch the model files that copy names."""
-    preview = workflow.configure(prompt, chosen, upload=lambda path: path.name)
+def preview(args, prompt, chosen) -> dict:
+    """The settings applied to a copy, uploading nothing, so a wrong title or value is reported
+    before any server starts; with --download, the model files it names are fetched first."""
+    configured = workflow.configure(prompt, chosen, upload=lambda path: path.name)
     if args.download:
-        needed_files.fetch(preview, os.environ.get("COMFYUI_PATH"), args.comfyui_python)
-    return chosen
+        needed_files.fetch(configured, os.environ.get("COMFYUI_PATH"), args.comfyui_python)
+    return configured
 
 
-def run_one(url, prompt, chosen, timeout):
-    """Run one prompt with a progress line; returns (client, its saved images)."""
+def run_one(url, prompt, chosen, previewed, timeout):
+    """Run one prompt with a progress line, once the server has the model files `previewed` (the
+    prompt as preview() configured it) names; returns (client, its saved images)."""
     client = Comfy(url)
     client.check()
-    needed_files.require_on_server(client, workflow.configure(prompt, chosen, upload=lambda path: path.name))
+    needed_files.require_on_server(client, previewed)
     ready = workflow.configure(prompt, chosen, client.upload_image)
     progress = ProgressLine(ready)
     try:
@@ -191,9 +192,10 @@ def run_one(url, prompt, chosen, timeout):
 
 def command_run(args):
     prompt = workflow.load(args.workflow)
-    chosen = checked(args, prompt, settings(args, prompt, args.style, args.content))
+    chosen = settings(args, prompt, args.style, args.content)
+    previewed = preview(args, prompt, chosen)
     with servers(args) as (url, *_):
-        client, images = run_one(url, prompt, chosen, args.timeout)
+        client, images = run_one(url, prompt, chosen, previewed, args.timeout)
         args.output.mkdir(parents=True, exist_ok=True)
         for image in images:
             path = args.output / image["filename"]
@@ -213,9 +215,10 @@ def command_stylize(args):
     (style,) = batch.image_files([args.style], "style")
     content = batch.image_files([args.content], "content")[0] if args.content else None
     prompt = stylize_workflow(args, content is not None)
-    chosen = checked(args, prompt, settings(args, prompt, style, content))
+    chosen = settings(args, prompt, style, content)
+    previewed = preview(args, prompt, chosen)
     with servers(args) as (url, *_):
-        client, images = run_one(url, prompt, chosen, args.timeout)
+        client, images = run_one(url, prompt, chosen, previewed, args.timeout)
         for path in batch.save_images(client, images, args.output or Path(batch.output_name(style, content))):
             print(path)
 
@@ -229,7 +232,7 @@ def command_batch(args):
     print(f"{len(jobs)} jobs: {len(jobs) - len(todo)} already in {args.output}, {len(todo)} to run", file=sys.stderr)
     if not todo:
         return
-    first = checked(args, prompt, settings(args, prompt, todo[0].style, todo[0].content))
+    previewed = preview(args, prompt, settings(args, prompt, todo[0].style, todo[0].content))
 
     def build(job, client):
         return workflow.configure(prompt, settings(args, prompt, job.style, job.content), client.upload_image)
@@ -237,9 +240,7 @@ def command_batch(args):
     with servers(args) as urls:
         for url in urls:  # every job names the same model files
             try:
-                needed_files.require_on_server(
-                    Comfy(url), workflow.configure(prompt, first, upload=lambda path: path.name)
-                )
+                needed_files.require_on_server(Comfy(url), previewed)
             except ServerUnreachable:
                 pass  # batch.run hands its jobs to the other servers
         outcome = batch.run(todo, urls, build, args.per_server, say=lambda text: print(text, file=sys.stderr))

@@ -7,10 +7,9 @@ import sys
 import urllib.parse
 from pathlib import Path
 
-from ..loaders.model_files import BY_NAME
+from ..loaders.model_files import BY_NAME, MODEL_SUFFIXES
 from .client import ComfyError, node_name
 
-MODEL_SUFFIXES = (".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft")  # ComfyUI's list
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "style_suite.py"
 PACK_NODE_PREFIX = "StyleSuite"  # the pack's node ids (frozen)
 

@@ -14,7 +14,6 @@ from ..models.style_adapter import StyleShotAdapter
 from ..models.style_encoder import StyleAwareEncoder
 from ..models.vision_tower import VisionTower
 from .model_files import HED, LINEART_COARSE, LINEART_FINE
-from .sd15_controlnet import controlnet_layout
 
 HED_NETWORK = f"HED network ({HED.name}, 37 tensors: norm, block1-5)"
 LINEART_GENERATOR = f"lineart generator ({LINEART_FINE.name} or {LINEART_COARSE.name}, 24 tensors: model0-model4)"
@@ -62,10 +61,6 @@ def encoder_layout() -> dict:
 @cache
 def adapter_layout() -> dict:
     return layout_of(empty(StyleShotAdapter))
-
-
-def content_fusion_layout() -> dict:
-    return controlnet_layout()
 
 
 @cache

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 
 PACK_FOLDERS = ("annotators", "styleshot", "inst")  # the model folders the pack registers; ComfyUI has the others
+MODEL_SUFFIXES = (".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft")  # ComfyUI's list
 
 
 @dataclass(frozen=True)

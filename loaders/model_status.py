@@ -21,6 +21,7 @@ from .model_files import (
     INST_STYLE,
     LINEART_COARSE,
     LINEART_FINE,
+    MODEL_SUFFIXES,
     SD15_CHECKPOINT,
     SDXL_CHECKPOINT,
     STYLE_ENCODER,
@@ -31,7 +32,6 @@ from .model_files import (
 from .styleshot import read_adapter_weights, read_encoder_weights
 from .weights import ModelFileError, dtype_names
 
-MODEL_SUFFIXES = (".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft")  # ComfyUI's list
 SIZE_TOLERANCE = 0.01  # for files known only by size_mb (rounded to 0.1 MB): an error page is far off
 CHUNK = 1 << 20
 SAME_LAYOUT = "{} share this layout: the file cannot say which one it is"

@@ -9,11 +9,11 @@ from .layouts import (
     STYLE_ENCODER,
     UNUSED_CLIP_EMBEDDINGS,
     adapter_layout,
-    content_fusion_layout,
     empty,
     encoder_layout,
 )
 from .recognise import recognise
+from .sd15_controlnet import controlnet_layout
 from .weights import check_layout, materialize, read_state_dict
 
 # Files saved with transformers < 4.31 also carry CLIP's position ids.
@@ -39,7 +39,7 @@ def read_adapter_weights(path):
     style = {k: v for k, v in state_dict.items() if not k.startswith(CONTENT)}
     check_layout(style, adapter_layout(), path, STYLE_ADAPTER, recognise)
     if content:
-        check_layout(content, content_fusion_layout(), path, CONTENT_FUSION)
+        check_layout(content, controlnet_layout(), path, CONTENT_FUSION)
     return style, content
 
 

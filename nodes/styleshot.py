@@ -10,7 +10,7 @@ from ..loaders.model_files import STYLE_ENCODER, STYLESHOT_CONTOUR, STYLESHOT_LI
 from ..loaders.styleshot import load_adapter, load_encoder
 from ..models.style_adapter import LAYER_PRESETS, StyleTokens
 from ..models.style_encoder import PATCHES_PER_IMAGE
-from ..patches.content_fusion import MAP_FITS, attach, content_encoder, style_controlnet
+from ..patches.content_fusion import DEFAULT_MAP_FIT, MAP_FITS, attach, content_encoder, style_controlnet
 from ..patches.model_requirements import require_sd1
 from ..patches.styleshot import StyleInjection, apply_style
 from ..preprocessors.image import check_images, to_rgb_uint8
@@ -303,10 +303,11 @@ class StyleShotApplyContent:
                 "map_fit": (
                     list(MAP_FITS),
                     {
+                        "default": DEFAULT_MAP_FIT,
                         "tooltip": "How the map is fitted to the latent. Stretch: the whole map "
                         "resized with Lanczos, as StyleShot's pipeline does (exact when the latent is sized from the "
                         "map). Centre crop: ComfyUI's ControlNet way, nearest-neighbour, so contour maps stay binary "
-                        "and a latent of another aspect ratio keeps the map's proportions."
+                        "and a latent of another aspect ratio keeps the map's proportions.",
                     },
                 ),
             },
@@ -322,7 +323,7 @@ class StyleShotApplyContent:
         strength,
         start_percent,
         end_percent,
-        map_fit=next(iter(MAP_FITS)),
+        map_fit=DEFAULT_MAP_FIT,
     ):
         adapter = styleshot.adapter.model
         if adapter.content_fusion is None:

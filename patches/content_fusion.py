@@ -11,6 +11,7 @@ the text.
 
 import logging
 import weakref
+from typing import NamedTuple
 
 import comfy.controlnet
 import comfy.utils
@@ -20,15 +21,27 @@ from .model_requirements import require_sd1
 
 FEATURE = "StyleShot Apply Content"
 
-# How the content map is fitted to each call's latent: (resampling, crop) for comfy.utils.common_upscale.
+
+class MapFit(NamedTuple):
+    """How the content map is fitted to each call's latent: comfy.utils.common_upscale's resampling
+    and crop, and what the console says happened to a map of another size."""
+
+    method: str
+    crop: str
+    described: str
+
+
 # StyleShot's pipeline resizes the whole map to the output size with PIL Lanczos (diffusers'
 # VaeImageProcessor), without cropping, and with no size given the output is the map's size rounded
 # down to a multiple of 8. ComfyUI's ControlNets crop the centre to the latent's aspect ratio and
 # resize nearest-exact, which keeps a binary contour map binary.
 MAP_FITS = {
-    "stretch, Lanczos (StyleShot)": ("lanczos", "disabled"),
-    "centre crop, nearest (ComfyUI)": ("nearest-exact", "center"),
+    "stretch, Lanczos (StyleShot)": MapFit(
+        "lanczos", "disabled", "resized to it whole (its proportions change if the latent's differ)"
+    ),
+    "centre crop, nearest (ComfyUI)": MapFit("nearest-exact", "center", "cropped to the centre and resized"),
 }
+DEFAULT_MAP_FIT = "stretch, Lanczos (StyleShot)"
 
 _encoders = weakref.WeakKeyDictionary()  # StyleShotAdapter -> the ControlNet built from its weights
 
@@ -80,7 +93,7 @@ def attach(conditionings, control, hint, strength, percent_range):
 
 class StyleContentControlNet(comfy.controlnet.ControlNet):
     style = None  # StyleTokens, set by style_controlnet()
-    map_fit = next(iter(MAP_FITS))
+    map_fit = DEFAULT_MAP_FIT
 
     def copy(self):
         return style_controlnet(self, self.style, self.map_fit)
@@ -126,8 +139,8 @@ class StyleContentControlNet(comfy.controlnet.ControlNet):
         height, width = (side * self.compression_ratio for side in x_noisy.shape[-2:])
         if self.cond_hint is not None and tuple(self.cond_hint.shape[-2:]) == (height, width):
             return
-        method, crop = MAP_FITS[self.map_fit]
-        hint = comfy.utils.common_upscale(self.cond_hint_original, width, height, method, crop)
+        fit = MAP_FITS[self.map_fit]
+        hint = comfy.utils.common_upscale(self.cond_hint_original, width, height, fit.method, fit.crop)
         self.cond_hint = hint.to(device=x_noisy.device, dtype=self.manual_cast_dtype or self.control_model.dtype)
 
     def _check_content_batch(self, rows):
@@ -146,10 +159,6 @@ class StyleContentControlNet(comfy.controlnet.ControlNet):
         if (height // self.compression_ratio, width // self.compression_ratio) == latent or latent in self._reported:
             return
         self._reported.add(latent)
-        fitted = {
-            "center": "cropped to the centre and resized",
-            "disabled": "resized to it whole (its proportions change if the latent's differ)",
-        }[MAP_FITS[self.map_fit][1]]
         logging.warning(
             "%s: the content map is %dx%d but the latent is %dx%d: the map is %s. Size the latent from the map "
             "(Get Image Size -> Empty Latent Image), as StyleShot does, to keep all of it undistorted. With an area "
@@ -160,7 +169,7 @@ class StyleContentControlNet(comfy.controlnet.ControlNet):
             height,
             latent[1] * self.compression_ratio,
             latent[0] * self.compression_ratio,
-            fitted,
+            MAP_FITS[self.map_fit].described,
         )
 
 

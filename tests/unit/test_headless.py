@@ -506,24 +506,12 @@ def fixture_files():
     from safetensors.torch import save
 
     from fixtures import styleshot
-    from fixtures.sd15_checkpoint import sd15_layout
+    from fixtures.sd15_checkpoint import header_checkpoint
 
-    keys = [
-        "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
-        "cond_stage_model.transformer.text_model.final_layer_norm.weight",
-        "first_stage_model.decoder.conv_out.bias",
-    ]
-    checkpoint = save({key: torch.zeros(sd15_layout()[key], dtype=torch.float16) for key in keys})
-    files = {TEXT_DRIVEN_FILES[0]: checkpoint}
+    files = {TEXT_DRIVEN_FILES[0]: save(header_checkpoint())}
     for name, layout in (
         (TEXT_DRIVEN_FILES[1], styleshot.encoder_layout()),
-        (
-            TEXT_DRIVEN_FILES[2],
-            {
-                **styleshot.adapter_layout(),
-                **{f"controlnet.{k}": v for k, v in styleshot.content_fusion_layout().items()},
-            },
-        ),
+        (TEXT_DRIVEN_FILES[2], styleshot.ip_bin_layout()),
     ):
         buffer = io.BytesIO()
         torch.save(styleshot.layout_only(layout, torch.float16), buffer)

@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from fixtures import annotators, inst, styleshot
 from fixtures.clip_models import vision_l_layout, write_zero_safetensors
 from fixtures.hub import Hub
-from fixtures.sd15_checkpoint import sd15_layout
+from fixtures.sd15_checkpoint import header_checkpoint, sd15_layout
 from fixtures.sdxl_checkpoint import sdxl_layout
 from style_suite.loaders import layouts, model_status
 from style_suite.loaders.download import DownloadError, download
@@ -50,7 +50,6 @@ def sources(tmp_path_factory):
     """One file of each kind, to link into model folders."""
     folder = tmp_path_factory.mktemp("sources")
     adapter = styleshot.layout_only(styleshot.adapter_layout())
-    content = styleshot.layout_only({f"controlnet.{k}": v for k, v in styleshot.content_fusion_layout().items()})
     files = {
         "hed": annotators.write_hed(folder / "hed.pth"),
         "lineart": annotators.write_lineart(folder / "lineart.pth"),
@@ -63,7 +62,7 @@ def sources(tmp_path_factory):
         "sdxl": write_zero_safetensors(folder / "sdxl.safetensors", sdxl_layout()),
     }
     torch.save(styleshot.layout_only(styleshot.encoder_layout(), torch.float16), files["encoder"])
-    torch.save({**adapter, **content}, files["contour"])
+    torch.save(styleshot.layout_only(styleshot.ip_bin_layout()), files["contour"])
     torch.save(adapter, files["stage1"])
     inst.write_inst(files["inst"])
     return files
@@ -286,13 +285,8 @@ def test_checkpoints_are_told_apart_by_their_header(sources, tmp_path):
     with pytest.raises(ModelFileError, match="holds an SD1.x UNet without first_stage_model."):
         check_file(SD15_CHECKPOINT, no_vae)
     # the published file stores the text encoder's position ids as int64: read past, not refused
-    keys = [
-        "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
-        "cond_stage_model.transformer.text_model.final_layer_norm.weight",
-        "first_stage_model.decoder.conv_out.bias",
-    ]
-    small = {key: torch.zeros(layout[key], dtype=torch.float16) for key in keys}
-    small["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(77)[None]
+    small = header_checkpoint()
+    assert small["cond_stage_model.transformer.text_model.embeddings.position_ids"].dtype == torch.int64
     save_file(small, str(tmp_path / "with_ids.safetensors"))
     assert check_file(SD15_CHECKPOINT, tmp_path / "with_ids.safetensors").startswith("SD1.x checkpoint")
 
