@@ -59,8 +59,16 @@ def _reading(path):
         yield
     except ModelFileError:
         raise
-    except Exception as error:  # truncated zips, foreign formats: torch and safetensors raise many types
+    except Exception as error:
+        if out_of_memory(error):  # not the file's fault: ComfyUI reports it and unloads models
+            raise  # truncated zips, foreign formats: torch and safetensors raise many types
         raise ModelFileError(f"{name} {what_is_wrong(path, error)}") from None
+
+
+def out_of_memory(error) -> bool:
+    """Whether `error` is running out of memory: torch's OutOfMemoryError (GPU), MemoryError, or the
+    RuntimeError torch's CPU allocator raises."""
+    return isinstance(error, (torch.OutOfMemoryError, MemoryError)) or "can't allocate memory" in str(error)
 
 
 def read_state_dict(path, keep=None) -> dict:

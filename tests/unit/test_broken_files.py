@@ -290,3 +290,27 @@ def test_a_textual_inversion_vector_of_half_precision_gives_fp32_vectors(tmp_pat
     inst.write_a1111(tmp_path / "style.pt", vectors.to(dtype))
     loaded = load_style_file(str(tmp_path / "style.pt")).vectors
     assert_cast_from({"*": loaded}, {"*": vectors.to(dtype)}, {"*": vectors})
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 2147483648 bytes."),
+        MemoryError(),
+    ],
+    ids=["gpu", "cpu allocator", "python"],
+)
+def test_running_out_of_memory_while_reading_is_not_called_a_broken_file(tmp_path, monkeypatch, error):
+    """ComfyUI reports an OutOfMemoryError itself (with its tips) and unloads its models; called a
+    broken file, it would send the user to download a good file again."""
+    path = tmp_path / "sk_model.pth"
+    torch.save(annotators.lineart_state_dict(), path)
+
+    def out_of_memory(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(torch, "load", out_of_memory)
+    with pytest.raises(type(error)) as raised:
+        load_lineart(str(path))
+    assert raised.value is error
