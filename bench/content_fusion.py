@@ -54,7 +54,7 @@ def main():
     text = [[torch.randn(1, 77, 768), {}]]
 
     (ours, _) = nodes["StyleSuiteStyleShotApplyContent"]().apply(text, text, shot, style, content_map, 1.0, 0.0, 1.0)
-    encoder = pack.patches.content_fusion.content_encoder(shot.adapter.model)
+    encoder = shot.adapter_file.content
     stock_net = comfy.controlnet.ControlNet.copy(encoder)  # same module, so only the code path differs
     (stock, _) = comfy_nodes.ControlNetApplyAdvanced().apply_controlnet(
         text, text, stock_net, content_map, 1.0, 0.0, 1.0

@@ -6,6 +6,7 @@ of 4 vs four single images, at each size. Prints the machine; ratios come from t
 """
 
 import argparse
+import gc
 import sys
 from pathlib import Path
 
@@ -30,18 +31,17 @@ def main():
     work = work_dir()
     annotators.write_annotators(work / "models" / "annotators")
     _, pack, mm = in_process_comfyui(work / "models")
-    cache = pack.nodes.host._loaded
 
     print(
         f"{'node':8} {'size':>5} {'first run s':>12} {'cached s':>9} {'first/cached':>13} "
         f"{'batch4 s/img':>13} {'single s/img':>13} {'batch4/single':>14}"
     )
     for label, key, model, rest in NODES:
-        node = pack.NODE_CLASS_MAPPINGS[key]()
         for size in args.sizes:
+            node = pack.NODE_CLASS_MAPPINGS[key]()  # a new node object: nothing holds its network yet
+            gc.collect()
             one = images.comfy_image(images.photo(size, size, 0))
             four = images.comfy_image(*[images.photo(size, size, s) for s in range(4)])
-            cache.clear()
             mm.soft_empty_cache()
             first = timed(lambda: node.detect(one, model, *rest))
             cached = timed(lambda: node.detect(one, model, *rest))

@@ -13,6 +13,11 @@ from pathlib import Path
 
 from .client import ComfyError
 
+# glibc raises its mmap threshold after each large free, so later weights land in a heap it keeps when
+# they are freed: a server's RSS then stays gigabytes high after /free (ComfyUI's own graphs too). A
+# fixed threshold keeps large tensors in their own mappings, which free returns. README, "Memory".
+GIVE_MEMORY_BACK = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -55,7 +60,7 @@ class LocalComfyUI:
             cwd=self.comfyui,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**GIVE_MEMORY_BACK, **os.environ, "PYTHONUNBUFFERED": "1"},
         )
         try:
             self._wait_until_ready(timeout)

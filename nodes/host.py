@@ -1,7 +1,9 @@
 """What the nodes need from ComfyUI: model folders, file choice, device and dtype, cached networks,
 progress. Node classes stay thin by calling these."""
 
+import logging
 import os
+import weakref
 
 import comfy.model_management as mm
 import comfy.model_patcher
@@ -89,45 +91,47 @@ def compute_dtype(device):
     return torch.float16 if mm.should_use_fp16(device, prioritize_performance=False) else torch.float32
 
 
-_loaded = {}
+# What was built from each file version, for as long as anything ComfyUI holds refers to it: a
+# loader's output in ComfyUI's execution cache, or a node object that keeps what it loaded (as
+# ComfyUI's LoRA loader does). Weak, so /free and cache eviction release the networks as they
+# release ComfyUI's own models, while one file is never held twice.
+_loaded = weakref.WeakValueDictionary()
 
 
 def cached_load(expected, name, build, built_as):
-    """`build(path)` for file `name`, run once per file version and `built_as` (what is built from
-    it, hashable); when the file changes on disk it is read again and the old result dropped."""
+    """`build(path)` for file `name`, shared per file version and `built_as` (what is built from it,
+    hashable) while it is held; when the file changes on disk it is read again."""
     path = model_path(expected, name)
     stat = os.stat(path)
-    file_id = (built_as, os.path.realpath(path))
-    key = (*file_id, stat.st_mtime_ns, stat.st_size)
-    if key not in _loaded:
-        for stale in [k for k in _loaded if k[:2] == file_id]:
-            del _loaded[stale]
-        _loaded[key] = build(path)
-    return _loaded[key]
+    key = (built_as, os.path.realpath(path), stat.st_mtime_ns, stat.st_size)
+    built = _loaded.get(key)
+    if built is None:
+        logging.info("Style Suite: reading %s", path)
+        built = _loaded[key] = build(path)
+    return built
+
+
+def as_patcher(module):
+    """`module` cast to the compute dtype and wrapped in a ModelPatcher, so ComfyUI moves it to the
+    device, offloads it when memory is needed and unloads it on /free."""
+    device = mm.get_torch_device()
+    return comfy.model_patcher.ModelPatcher(
+        module.to(compute_dtype(device)), load_device=device, offload_device=mm.unet_offload_device()
+    )
 
 
 def cached_patcher(expected, name, load):
-    """The network in file `name` as a ModelPatcher, loaded once per file version and dtype.
-
-    `load(path)` builds the fp32 module; it is cast to the compute dtype and wrapped in a
-    ModelPatcher, so ComfyUI moves it to the device and offloads it when memory is needed.
-    """
-    device = mm.get_torch_device()
-    dtype = compute_dtype(device)
-
-    def build(path):
-        return comfy.model_patcher.ModelPatcher(
-            load(path).to(dtype), load_device=device, offload_device=mm.unet_offload_device()
-        )
-
-    return cached_load(expected, name, build, built_as=(load.__qualname__, dtype))
+    """The network in file `name` as a ModelPatcher (see as_patcher); `load(path)` builds the fp32 module."""
+    built_as = (load.__qualname__, compute_dtype(mm.get_torch_device()))
+    return cached_load(expected, name, lambda path: as_patcher(load(path)), built_as)
 
 
 def load_network(expected, name, load):
-    """The network in file `name` (see cached_patcher), on ComfyUI's device, ready to run."""
+    """The network in file `name` as a ModelPatcher (see cached_patcher), loaded on ComfyUI's device,
+    ready to run (its module is `.model`)."""
     patcher = cached_patcher(expected, name, load)
     mm.load_models_gpu([patcher])
-    return patcher.model
+    return patcher
 
 
 def progress(total):

@@ -85,7 +85,8 @@ class InSTStyleToken:
         return host.check_model_choice(INST_STYLE, style_file)
 
     def token(self, style_file, preprocessing, clip_vision=None, style_image=None):
-        loaded = host.cached_load(INST_STYLE, style_file, load_style_file, built_as="inst")
+        # kept on the node object, as ComfyUI's LoRA loader keeps its LoRA (see Preprocessor.network)
+        self.loaded = loaded = host.cached_load(INST_STYLE, style_file, load_style_file, built_as="inst")
         if loaded.vectors is not None:
             if style_image is not None:
                 logging.warning(

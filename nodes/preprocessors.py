@@ -54,6 +54,13 @@ class Preprocessor:
         # ComfyUI passes the network input this node has (the other stays None)
         return host.check_model_choice(cls.MODEL_INPUT[1], hed_model or lineart_model)
 
+    def network(self, name, load):
+        """The node's network from file `name`, ready to run. The node object keeps it, as ComfyUI's
+        LoRA loader keeps its LoRA: ComfyUI holds a node's object while the graph has the node, so a
+        new image does not read the file again, and drops it on /free."""
+        self.loaded = host.load_network(self.MODEL_INPUT[1], name, load)
+        return self.loaded.model
+
     def run(self, net, image, detect, resolution):
         """`detect` (images -> maps, on `net`) over every image, as the node's output."""
         return (host.run_preprocessor(net, image, detect, resolution, binary=self.BINARY),)
@@ -102,7 +109,7 @@ class StyleShotContour(Preprocessor):
     }
 
     def detect(self, image, hed_model, threshold, dilate_size, dilate_iterations, resolution):
-        net = host.load_network(HED, hed_model, load_hed)
+        net = self.network(hed_model, load_hed)
         detect = partial(
             contour, net, threshold=threshold, dilate_size=dilate_size, dilate_iterations=dilate_iterations
         )
@@ -128,7 +135,7 @@ class HEDSoftEdges(Preprocessor):
     }
 
     def detect(self, image, hed_model, safe, resolution):
-        net = host.load_network(HED, hed_model, load_hed)
+        net = self.network(hed_model, load_hed)
         return self.run(net, image, partial(soft_edges, net, safe=safe), resolution)
 
 
@@ -157,7 +164,7 @@ class Lineart(Preprocessor):
     }
 
     def detect(self, image, lineart_model, invert, resolution):
-        net = host.load_network(LINEART_FINE, lineart_model, load_lineart)
+        net = self.network(lineart_model, load_lineart)
         return self.run(net, image, partial(lineart, net, invert=invert), resolution)
 
 

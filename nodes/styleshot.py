@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+import comfy.controlnet
 import comfy.model_management as mm
 import comfy.model_patcher
 import torch
@@ -20,14 +21,33 @@ from . import host
 CATEGORY = "style_suite/StyleShot"
 
 
+@dataclass(frozen=True, eq=False)
+class AdapterFile:
+    """What an ip.bin gives: the adapter (projections and K/V weights) as a ModelPatcher, and its
+    content-fusion encoder as a ComfyUI ControlNet, or None for a style-only file."""
+
+    patcher: comfy.model_patcher.ModelPatcher
+    content: comfy.controlnet.ControlNet | None
+
+
+def load_adapter_file(path) -> AdapterFile:
+    adapter = load_adapter(path)
+    weights, adapter.content_fusion = adapter.content_fusion, None  # the ControlNet holds them from here
+    return AdapterFile(host.as_patcher(adapter), weights and content_encoder(weights))
+
+
 @dataclass(frozen=True)
 class StyleShot:
-    """STYLESHOT: the style-aware encoder and the adapter (projections, K/V weights and, in its
-    `content_fusion` attribute, the content-fusion encoder weights if the file has them)."""
+    """STYLESHOT: the style-aware encoder and the adapter file's networks. It keeps them loaded
+    while ComfyUI's execution cache keeps it (nodes/host.py, cached_load)."""
 
     encoder: comfy.model_patcher.ModelPatcher
-    adapter: comfy.model_patcher.ModelPatcher
+    adapter_file: AdapterFile
     adapter_name: str
+
+    @property
+    def adapter(self):
+        return self.adapter_file.patcher
 
 
 class StyleShotLoader:
@@ -66,7 +86,12 @@ class StyleShotLoader:
         return (
             StyleShot(
                 encoder=host.cached_patcher(STYLE_ENCODER, style_encoder, load_encoder),
-                adapter=host.cached_patcher(STYLESHOT_CONTOUR, adapter, load_adapter),
+                adapter_file=host.cached_load(
+                    STYLESHOT_CONTOUR,
+                    adapter,
+                    load_adapter_file,
+                    built_as=("adapter", host.compute_dtype(mm.get_torch_device())),
+                ),
                 adapter_name=adapter,
             ),
         )
@@ -325,8 +350,7 @@ class StyleShotApplyContent:
         end_percent,
         map_fit=DEFAULT_MAP_FIT,
     ):
-        adapter = styleshot.adapter.model
-        if adapter.content_fusion is None:
+        if styleshot.adapter_file.content is None:
             raise ValueError(_no_content_fusion(styleshot.adapter_name))
         _check_range(start_percent, end_percent)
         hint = to_rgb_uint8(content_map).float().div(255).to(mm.intermediate_device())  # as StyleShot's RGB map
@@ -335,7 +359,7 @@ class StyleShotApplyContent:
             raise ValueError(f"{maps} content maps and {styles} styles: give 1 of either, or as many of both")
         if strength == 0:
             return (positive, negative)  # as ComfyUI's Apply ControlNet does
-        control = style_controlnet(content_encoder(adapter), style, map_fit)
+        control = style_controlnet(styleshot.adapter_file.content, style, map_fit)
         return tuple(attach((positive, negative), control, hint.movedim(-1, 1), strength, (start_percent, end_percent)))
 
 

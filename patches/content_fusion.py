@@ -10,7 +10,6 @@ the text.
 """
 
 import logging
-import weakref
 from typing import NamedTuple
 
 import comfy.controlnet
@@ -43,18 +42,14 @@ MAP_FITS = {
 }
 DEFAULT_MAP_FIT = "stretch, Lanczos (StyleShot)"
 
-_encoders = weakref.WeakKeyDictionary()  # StyleShotAdapter -> the ControlNet built from its weights
 
-
-def content_encoder(adapter):
-    """The adapter's content-fusion weights (`adapter.content_fusion`, diffusers layout) as a
-    ComfyUI ControlNet, built once per loaded adapter and dropped with it."""
-    if adapter not in _encoders:
-        control = comfy.controlnet.load_controlnet_state_dict(dict(adapter.content_fusion))  # pops from its argument
-        if control is None:
-            raise ValueError("ComfyUI did not recognise the content-fusion encoder as an SD1.5 ControlNet")
-        _encoders[adapter] = control
-    return _encoders[adapter]
+def content_encoder(weights):
+    """The content-fusion encoder's weights (diffusers layout) as a ComfyUI ControlNet, in the dtype
+    ComfyUI picks for ControlNets; it copies them, so it is then their only holder."""
+    control = comfy.controlnet.load_controlnet_state_dict(dict(weights))  # pops from its argument
+    if control is None:
+        raise ValueError("ComfyUI did not recognise the content-fusion encoder as an SD1.5 ControlNet")
+    return control
 
 
 def style_controlnet(controlnet, style, map_fit):

@@ -6,21 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from fixtures import annotators, images, inst, sd15_unet
-from fixtures import styleshot as styleshot_files
-from fixtures.clip_models import write_clip_vision_l
+from fixtures import model_root as model_files
+from fixtures import sd15_unet
 from fixtures.comfy_inprocess import comfyui_with_pack
 from fixtures.comfy_server import MODEL_FOLDERS, ComfyServer, write_extra_model_paths
-from fixtures.sd15_checkpoint import write_sd15_checkpoint
-from fixtures.sdxl_checkpoint import write_sdxl_checkpoint
+from fixtures.model_root import INPUT_IMAGE
 from fixtures.styleshot_nodes import LATENT, encode, forward, install_ip_adapter, load, style_image, tensors
-
-INPUT_IMAGE = "example.png"  # the name the shipped workflows load (ComfyUI ships input/example.png)
-CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"  # the names the shipped sampling workflows load
-SDXL_CHECKPOINT = "sd_xl_base_1.0.safetensors"
-CLIP_VISION_L = "clip-vit-large-patch14.safetensors"  # the name the InST workflow loads
 
 
 @pytest.fixture(scope="session")
@@ -38,42 +30,28 @@ def model_root(tmp_path_factory):
     """What extra_model_paths.yaml points at: annotators/ with the three annotator files,
     styleshot/ with StyleShot's files, inst/ with an InST embeddings.pt, and checkpoints/ and
     clip_vision/ (their files come from `sd15_checkpoint`, `sdxl_checkpoint`, `clip_vision_l`)."""
-    root = tmp_path_factory.mktemp("models")
-    annotators.write_annotators(root / "annotators")
-    styleshot_files.write_styleshot(root / "styleshot")
-    (root / "inst").mkdir()
-    inst.write_inst(root / "inst" / "embeddings.pt", seed=0)
-    (root / "checkpoints").mkdir()
-    (root / "clip_vision").mkdir()
-    return root
+    return model_files.write_pack_models(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="session")
 def sd15_checkpoint(model_root):
-    """A random-weight SD1.5 checkpoint (2.1 GB, about 20 s to write) in model_root/checkpoints/,
-    under the name the workflows load. Written once per session, only for tests that sample."""
-    return write_sd15_checkpoint(model_root / "checkpoints" / CHECKPOINT)
+    """model_files.write_sd15: written once per session, only for tests that sample."""
+    return model_files.write_sd15(model_root)
 
 
 @pytest.fixture(scope="session")
 def sdxl_checkpoint(model_root):
-    """A random-weight SDXL checkpoint that ComfyUI detects as SDXL, every level 320 wide (2.4 GB,
-    about 20 s to write; fixtures/sdxl_checkpoint.py)."""
-    return write_sdxl_checkpoint(model_root / "checkpoints" / SDXL_CHECKPOINT)
+    return model_files.write_sdxl(model_root)
 
 
 @pytest.fixture(scope="session")
 def clip_vision_l(model_root):
-    """A random-weight OpenAI CLIP ViT-L/14 vision model (0.6 GB, fixtures/clip_models.py) in
-    model_root/clip_vision/, under the name the InST workflow loads."""
-    return write_clip_vision_l(model_root / "clip_vision" / CLIP_VISION_L)
+    return model_files.write_clip_vision(model_root)
 
 
 @pytest.fixture(scope="session")
 def input_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("input")
-    Image.fromarray(images.photo(72, 104, 11)).save(folder / INPUT_IMAGE)
-    return folder
+    return model_files.write_input_image(tmp_path_factory.mktemp("input"))
 
 
 @pytest.fixture(scope="session")

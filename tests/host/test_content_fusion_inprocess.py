@@ -139,7 +139,7 @@ def patched(pack, sd15, styleshot, style):
 
 @pytest.fixture(scope="module")
 def encoder_spy(pack, styleshot):
-    spy = Spy(pack.patches.content_fusion.content_encoder(styleshot.adapter.model).control_model)
+    spy = Spy(styleshot.adapter_file.content.control_model)
     yield spy
     spy.close()
 
@@ -347,9 +347,9 @@ def test_outside_its_percent_range_the_encoder_does_not_run(
 
 
 def test_the_encoder_is_built_once_and_loaded_with_the_unet(pack, styleshot, content):
-    built = pack.patches.content_fusion.content_encoder
-    encoder = built(styleshot.adapter.model)
-    assert built(load(pack).adapter.model) is encoder
+    encoder = styleshot.adapter_file.content
+    assert load(pack).adapter_file.content is encoder
+    assert styleshot.adapter.model.content_fusion is None  # the weights are held once, by the ControlNet
     control = control_of(content[0])
     assert control.control_model is encoder.control_model  # copies share the weights
     assert control.get_models() == [encoder.control_model_wrapped]
@@ -361,16 +361,11 @@ def test_the_converted_fp16_file_gives_the_same_encoder(pack, styleshot, model_r
     folder = model_root / "styleshot"
     assert convert.main([str(folder / "styleshot_contour_ip.bin"), "--fp16", "--out-dir", str(folder)]) == 0
     converted = load(pack, "styleshot_contour_ip.safetensors")
-    built = pack.patches.content_fusion.content_encoder
-    original, slim = built(styleshot.adapter.model).control_model, built(converted.adapter.model).control_model
+    original, slim = styleshot.adapter_file.content.control_model, converted.adapter_file.content.control_model
     assert slim is not original
     expected = {k: v.half().to(v.dtype) for k, v in original.state_dict().items()}
     for key, value in slim.state_dict().items():
         assert torch.equal(value.to(expected[key].dtype), expected[key]), key
-    # Drop the second adapter and its encoder (1.4 GB) from the pack's cache; the server starts later.
-    networks = pack.nodes.host._loaded
-    for key in [k for k in networks if k[1].endswith("styleshot_contour_ip.safetensors")]:
-        del networks[key]
     (folder / "styleshot_contour_ip.safetensors").unlink()
 
 

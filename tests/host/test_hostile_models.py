@@ -369,7 +369,7 @@ def test_an_area_cond_gets_the_whole_content_map_fitted_to_its_area(
     of the map under it. The console says what happens."""
     positive, negative, cfg = layout(comfy, "area")
     content = apply_content(pack, positive, negative, styleshot, style, content_map, map_fit=map_fit)
-    spy = Spy(pack.patches.content_fusion.content_encoder(styleshot.adapter.model).control_model)
+    spy = Spy(styleshot.adapter_file.content.control_model)
     try:
         with caplog.at_level("WARNING"):
             ksample(comfy, sd15, *content, latent(), cfg=cfg)

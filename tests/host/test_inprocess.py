@@ -52,18 +52,29 @@ def test_contour_node_is_styleshot_exact_on_a_real_file(comfy):
     np.testing.assert_array_equal((result[0, ..., 0] * 255).round().byte().numpy(), expected)
 
 
-def test_networks_are_loaded_once(comfy, monkeypatch):
+def test_networks_are_read_once_while_comfyui_holds_them_and_go_with_them(comfy, monkeypatch):
+    """As ComfyUI's LoRA loader keeps its LoRA: the node object keeps its network, so a new image
+    does not read the file again; another node on the same file shares it; once ComfyUI drops the
+    node objects (/free, cache eviction), nothing of the pack holds it."""
+    import gc
+
     pack = comfy[1]
-    host = pack.nodes.host
     calls = []
     real = pack.loaders.annotators.load_lineart
     monkeypatch.setattr(pack.nodes.preprocessors, "load_lineart", lambda path: calls.append(path) or real(path))
-    image = images.comfy_image(images.photo(32, 32, 1))
     lineart = node(comfy, "StyleSuiteLineart")()
-    first = lineart.detect(image, "sk_model2.pth", False, 0)[0]
-    second = lineart.detect(image, "sk_model2.pth", False, 0)[0]
-    assert torch.equal(first, second)
-    assert len(calls) == 1 and len([k for k in host._loaded if k[1].endswith("sk_model2.pth")]) == 1
+    first = lineart.detect(images.comfy_image(images.photo(32, 32, 1)), "sk_model2.pth", False, 0)[0]
+    lineart.detect(images.comfy_image(images.photo(32, 32, 2)), "sk_model2.pth", False, 0)
+    other = node(comfy, "StyleSuiteLineart")()
+    again = other.detect(images.comfy_image(images.photo(32, 32, 1)), "sk_model2.pth", False, 0)[0]
+    assert torch.equal(first, again)
+    assert len(calls) == 1 and other.loaded is lineart.loaded
+    held = [k for k in pack.nodes.host._loaded if k[1].endswith("sk_model2.pth")]
+    del lineart, other
+    gc.collect()
+    assert len(held) == 1 and held[0] not in pack.nodes.host._loaded
+    node(comfy, "StyleSuiteLineart")().detect(images.comfy_image(images.photo(32, 32, 1)), "sk_model2.pth", False, 0)
+    assert len(calls) == 2
 
 
 def test_the_pack_refuses_to_load_on_a_comfyui_older_than_it_needs(comfy, monkeypatch, tmp_path, caplog):

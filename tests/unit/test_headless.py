@@ -588,3 +588,22 @@ def test_the_readmes_comfyui_args_line_reaches_comfyui_as_written(tmp_path, caps
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "exited with code 3 while starting" in err and "'--disable-auto-launch', '--cpu']" in err
+
+
+def test_the_comfyui_it_starts_gives_freed_weights_back_unless_the_user_chose(tmp_path, monkeypatch):
+    """glibc's mmap threshold is fixed for the server it starts (README, "Memory"); a value the
+    user set is kept."""
+    from style_suite.headless.local import LocalComfyUI
+
+    comfyui = tmp_path / "ComfyUI"
+    comfyui.mkdir()
+    (comfyui / "main.py").write_text(
+        "import os, sys\nprint('threshold:', os.environ.get('MALLOC_MMAP_THRESHOLD_'))\nsys.exit(3)\n"
+    )
+    for chosen, expected in ((None, "131072"), ("65536", "65536")):
+        if chosen is None:
+            monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+        else:
+            monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", chosen)
+        with pytest.raises(ComfyError, match=f"threshold: {expected}\n"):
+            LocalComfyUI(comfyui, timeout=30)
