@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import conftest  # noqa: F401 (tests/conftest.py, on sys.path from each script: imports the pack as style_suite)
 import torch
 
 SD15_UNET = {  # ComfyUI's unet_config for SD1.5
@@ -53,12 +54,14 @@ def comfyui_checkout() -> Path:
     return Path(comfyui)
 
 
-def in_process_comfyui(models):
+def in_process_comfyui(models, **settings):
     """(ComfyUI's nodes module, the pack, comfy.model_management): ComfyUI imported in this process
-    with the pack loaded and `models` as its model folder root; prints the machine line."""
+    with the pack loaded and `models` as its model folder root, on the GPU where torch sees one
+    (else the CPU), with any other command-line `settings`; prints the machine line."""
     from fixtures.comfy_inprocess import comfyui_with_pack  # the scripts put tests/ on sys.path
 
-    comfy_nodes, pack = comfyui_with_pack(comfyui_checkout(), models, models / "custom_nodes")
+    settings = {"cpu": not torch.cuda.is_available(), **settings}
+    comfy_nodes, pack = comfyui_with_pack(comfyui_checkout(), models, models / "custom_nodes", **settings)
     import comfy.model_management as mm
 
     print(f"machine: {machine(mm)}", flush=True)

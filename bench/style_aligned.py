@@ -1,9 +1,12 @@
 """StyleAligned Batch Align cost, measured in one run through an in-process ComfyUI (COMFYUI_PATH):
-per-step UNet time and peak memory for a batch of 4 images (8 rows with CFG), aligned (published
-defaults) vs the same model unpatched, on SD1.5 at 512 px; and on SDXL at 1024 px where a GPU is
-present (or with --sdxl).
+per-step UNet time and peak memory, aligned (published defaults) vs the same model unpatched, on
+SD1.5 for a batch of 2 images at 256 px (4 rows with CFG: uncond, uncond, cond, cond) and a batch
+of 4 at --size (8 rows); and on SDXL at 1024 px where a GPU is present (or with --sdxl).
+--attention pytorch runs ComfyUI with --use-pytorch-cross-attention (SDPA, what diffusers and the
+official StyleAligned code use); by default ComfyUI picks (sub-quadratic attention on the CPU).
 
     COMFYUI_PATH=/path/to/ComfyUI python bench/style_aligned.py [--size 512] [--batch 4] [--steps 3] [--sdxl]
+        [--attention comfyui|pytorch]
 """
 
 import argparse
@@ -38,12 +41,17 @@ def main():
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--sdxl", action="store_true", help="also run SDXL at 1024 px without a GPU")
+    parser.add_argument("--attention", choices=["comfyui", "pytorch"], default="comfyui")
     args = parser.parse_args()
 
     work = work_dir()
-    _, pack, mm = in_process_comfyui(work)
+    _, pack, mm = in_process_comfyui(work, use_pytorch_cross_attention=args.attention == "pytorch")
+    import comfy.ldm.modules.attention
+
+    print(f"attention: {comfy.ldm.modules.attention.optimized_attention.__name__}", flush=True)
     align = pack.NODE_CLASS_MAPPINGS["StyleSuiteStyleAlignedBatchAlign"]()
     unet, dtype = random_sd15(mm)
+    compare("SD1.5", unet, dtype, align, 256, 2, max(args.steps, 6), mm, group_norm=True)
     compare("SD1.5", unet, dtype, align, args.size, args.batch, args.steps, mm, group_norm=True)
     del unet
     mm.unload_all_models()
