@@ -54,14 +54,15 @@ def comfyui_checkout() -> Path:
     return Path(comfyui)
 
 
-def in_process_comfyui(models, **settings):
+def in_process_comfyui(models, core_extras=False, **settings):
     """(ComfyUI's nodes module, the pack, comfy.model_management): ComfyUI imported in this process
     with the pack loaded and `models` as its model folder root, on the GPU where torch sees one
-    (else the CPU), with any other command-line `settings`; prints the machine line."""
+    (else the CPU), with any other command-line `settings` (and ComfyUI's comfy_extras nodes with
+    `core_extras`); prints the machine line."""
     from fixtures.comfy_inprocess import comfyui_with_pack  # the scripts put tests/ on sys.path
 
     settings = {"cpu": not torch.cuda.is_available(), **settings}
-    comfy_nodes, pack = comfyui_with_pack(comfyui_checkout(), models, models / "custom_nodes", **settings)
+    comfy_nodes, pack = comfyui_with_pack(comfyui_checkout(), models, models / "custom_nodes", core_extras, **settings)
     import comfy.model_management as mm
 
     print(f"machine: {machine(mm)}", flush=True)
@@ -140,45 +141,69 @@ def peak_memory():
     return reset, read
 
 
+def step_inputs(rows, size, device, context_dim=768, seed=0):
+    """(x, sigma, context, extra): random inputs of one model call on `rows` rows at `size` px
+    (`extra` holds SDXL's `y` when the context is 2048 wide)."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=generator).to(device)
+
+    extra = {"y": randn(rows, 2816)} if context_dim == 2048 else {}
+    return (
+        randn(rows, 4, size // 8, size // 8),
+        torch.full((rows,), 5.0, device=device),
+        randn(rows, 77, context_dim),
+        extra,
+    )
+
+
+def model_step(patcher, inputs, control=None, control_context=None):
+    """The model's output for one call as ComfyUI's sampler makes it on `inputs` (step_inputs), one
+    cond and one uncond chunk: the control's get_control, then the UNet with its residuals (with the
+    MODEL's wrappers). The models must be loaded (load_models_gpu) and the control's pre_run done."""
+    x, sigma, context, extra = inputs
+    options = dict(
+        patcher.model_options["transformer_options"], cond_or_uncond=[1, 0], sigmas=sigma, wrappers=patcher.wrappers
+    )
+    with torch.no_grad():
+        residuals = None
+        if control is not None:
+            cond = {"c_crossattn": context}
+            if control_context is not None:
+                cond["crossattn_controlnet"] = control_context.to(x.device)
+            residuals = control.get_control(x, sigma, cond, 2, options)
+        return patcher.model.apply_model(
+            x, sigma, c_crossattn=context, control=residuals, transformer_options=options, **extra
+        )
+
+
+def prepare_control(patcher, control):
+    """The control's pre_run against `patcher`, as the sampler does before its first step."""
+    if control is not None:
+        sampling = patcher.get_model_object("model_sampling")
+        control.pre_run(patcher.model, lambda percent: sampling.percent_to_sigma(percent))
+
+
 def step_times(variants, size, steps, mm, batch=1, context_dim=768, memory=False):
-    """Seconds per model step on an [uncond, cond] batch of `batch` images each at `size` px for
-    each variant (MODEL, control or None, and optionally the `crossattn_controlnet` context its
-    cond carries); a step is what ComfyUI's sampler does per call: the control's get_control, then
-    the UNet with its residuals (with the MODEL's wrappers). Calls are interleaved, each round
-    starting at the next variant, and the fastest of `steps` kept, so drift and noise hit every
-    variant alike. With `memory`, also returns each variant's peak memory of one step (GiB)."""
+    """Seconds per model step (model_step) on an [uncond, cond] batch of `batch` images each at
+    `size` px for each variant (MODEL, control or None, and optionally the `crossattn_controlnet`
+    context its cond carries). Calls are interleaved, each round starting at the next variant, and
+    the fastest of `steps` kept, so drift and noise hit every variant alike. With `memory`, also
+    returns each variant's peak memory of one step (GiB)."""
     device = mm.get_torch_device()
-    rows = 2 * batch
-    x = torch.randn(rows, 4, size // 8, size // 8, device=device)
-    sigma = torch.full((rows,), 5.0, device=device)
-    context = torch.randn(rows, 77, context_dim, device=device)
-    extra = {"y": torch.randn(rows, 2816, device=device)} if context_dim == 2048 else {}
+    inputs = step_inputs(2 * batch, size, device, context_dim)
 
     def step(patcher, control=None, control_context=None):
-        models = [patcher] + (control.get_models() if control is not None else [])
-        mm.load_models_gpu(models)
-        options = dict(
-            patcher.model_options["transformer_options"], cond_or_uncond=[1, 0], sigmas=sigma, wrappers=patcher.wrappers
-        )
+        mm.load_models_gpu([patcher] + (control.get_models() if control is not None else []))
         start = time.perf_counter()
-        with torch.no_grad():
-            residuals = None
-            if control is not None:
-                cond = {"c_crossattn": context}
-                if control_context is not None:
-                    cond["crossattn_controlnet"] = control_context.to(device)
-                residuals = control.get_control(x, sigma, cond, 2, options)
-            patcher.model.apply_model(
-                x, sigma, c_crossattn=context, control=residuals, transformer_options=options, **extra
-            )
+        model_step(patcher, inputs, control, control_context)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
     for patcher, *control in variants:
-        if control and control[0] is not None:
-            sampling = patcher.get_model_object("model_sampling")
-            control[0].pre_run(patcher.model, lambda percent: sampling.percent_to_sigma(percent))
+        prepare_control(patcher, control[0] if control else None)
         step(patcher, *control)  # warm-up (and the control's hint is prepared)
     best = [float("inf")] * len(variants)
     for round_ in range(steps):

@@ -10,9 +10,12 @@ no test was collected. `ruff format .` and `ruff check --fix .` fix most of what
 """
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+from pack import import_pack
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH = "torch==2.13.0"  # the CPU wheel CI installs
@@ -32,7 +35,12 @@ def main(argv) -> int:
         status = subprocess.run([sys.executable, "-m", "ruff", *check], cwd=ROOT).returncode
         if status:
             return status
-    return subprocess.run([sys.executable, "-m", "pytest", *argv], cwd=ROOT).returncode
+    import_pack()
+    from style_suite.headless.local import GIVE_MEMORY_BACK  # memory freed between test modules leaves pytest
+
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", *argv], cwd=ROOT, env={**GIVE_MEMORY_BACK, **os.environ}
+    ).returncode
 
 
 if __name__ == "__main__":
