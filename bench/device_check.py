@@ -21,6 +21,7 @@ fixture is every level 320 wide, tests/fixtures/sdxl_checkpoint.py).
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import platform
 import sys
@@ -143,17 +144,21 @@ def component_outputs(comfy_nodes, pack, mm, size, dtype):
     device = mm.get_torch_device()
     photo = images.comfy_image(images.photo(size, size, 3))
     outputs = {}
-    with forced_dtype(pack, mm, dtype):
-        model, clip, _ = nodes["CheckpointLoaderSimple"]().load_checkpoint(CHECKPOINT)[:3]
-        styleshot = nodes["StyleSuiteStyleShotLoader"]().load("style_aware_encoder.bin", "styleshot_contour_ip.bin")[0]
-        (style,) = nodes["StyleSuiteStyleShotEncodeStyle"]().encode(styleshot, photo, 0, True, False)
-        outputs["StyleShot style tokens"] = style.cond
-        (content_map,) = nodes["StyleSuiteStyleShotContour"]().detect(photo, "ControlNetHED.pth", 200, 3, 1, 0)
-        outputs["contour map"] = content_map
-        outputs["lineart map"] = nodes["StyleSuiteLineart"]().detect(photo, "sk_model.pth", False, 0)[0]
+    with forced_dtype(pack, mm, dtype):  # one network family at a time, so the CPU run fits beside the tests
         (clip_vision,) = nodes["CLIPVisionLoader"]().load_clip(CLIP_VISION_L)
         (token,) = nodes["StyleSuiteInSTStyleToken"]().token("embeddings.pt", "official", clip_vision, photo[:1])
         outputs["InST token"] = token.vectors
+        del clip_vision
+        (content_map,) = nodes["StyleSuiteStyleShotContour"]().detect(photo, "ControlNetHED.pth", 200, 3, 1, 0)
+        outputs["contour map"] = content_map
+        outputs["lineart map"] = nodes["StyleSuiteLineart"]().detect(photo, "sk_model.pth", False, 0)[0]
+        styleshot = nodes["StyleSuiteStyleShotLoader"]().load("style_aware_encoder.bin", "styleshot_contour_ip.bin")[0]
+        (style,) = nodes["StyleSuiteStyleShotEncodeStyle"]().encode(styleshot, photo, 0, True, False)
+        outputs["StyleShot style tokens"] = style.cond
+        encoder_dtype = next(styleshot.encoder.model.parameters()).dtype
+        styleshot = dataclasses.replace(styleshot, encoder=None)  # the applying nodes need only the adapter
+        free(mm)
+        model, clip, _ = nodes["CheckpointLoaderSimple"]().load_checkpoint(CHECKPOINT)[:3]
         (text,) = nodes["CLIPTextEncode"]().encode(clip, "a house by a lake")
         (styled,) = nodes["StyleSuiteStyleShotApplyStyle"]().apply(
             model, styleshot, style, 1.0, 0.0, 1.0, "all 16 (published)"
@@ -179,9 +184,9 @@ def component_outputs(comfy_nodes, pack, mm, size, dtype):
             outputs[name] = model_step(patcher, inputs, step_control)
         control.cleanup()
     unet = model.model.manual_cast_dtype or model.model.get_dtype()  # ComfyUI casts weights up where needed
-    computes = f"UNet {unet}, StyleShot {next(styleshot.encoder.model.parameters()).dtype}"
+    computes = f"UNet {unet}, StyleShot {encoder_dtype}"
     result = {name: value.detach().float().cpu() for name, value in outputs.items()}
-    del model, clip, styleshot, styled, aligned, control, positive, clip_vision
+    del model, clip, styleshot, styled, aligned, control, positive
     free(mm)
     return result, computes
 

@@ -15,8 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pack import import_pack
-
 ROOT = Path(__file__).resolve().parents[1]
 TORCH = "torch==2.13.0"  # the CPU wheel CI installs
 
@@ -35,6 +33,9 @@ def main(argv) -> int:
         status = subprocess.run([sys.executable, "-m", "ruff", *check], cwd=ROOT).returncode
         if status:
             return status
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from pack import import_pack
+
     import_pack()
     from style_suite.headless.local import GIVE_MEMORY_BACK  # memory freed between test modules leaves pytest
 

@@ -157,5 +157,7 @@ def test_the_unet_copy_is_never_read(tmp_path):
     adapter = load_adapter(path)
     grown = (status_mib("VmHWM") if peak_tracked else status_mib("VmRSS")) - before
     assert "unet.mid_block.big" not in adapter.state_dict()
-    # the adapter itself is ~25 MiB of fp32; reading the UNet tensor would add 400 MiB
-    assert grown < 150, f"loading grew memory by {grown:.0f} MiB"
+    # The adapter is ~25 MiB of fp32, read and then copied; with glibc's mmap threshold fixed (as the
+    # test command runs pytest) every copy is counted afresh instead of reusing freed heap, so the
+    # growth is up to about 200 MiB. Reading the UNet tensor would add 400 MiB more.
+    assert grown < 300, f"loading grew memory by {grown:.0f} MiB"
